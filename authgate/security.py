@@ -1,0 +1,107 @@
+"""Per-request security: client IP, the signed-in user, headers and request logs."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from pyramid.csrf import get_csrf_token, new_csrf_token
+
+from authgate.net import client_ip
+
+if TYPE_CHECKING:
+    from pyramid.config import Configurator
+    from pyramid.request import Request
+
+    from authgate.models import User
+
+access_log = logging.getLogger("authgate.access")
+
+SESSION_USER_KEY = "user_id"
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; "
+       "frame-ancestors 'none'")
+
+
+def _client_ip(request: Request) -> str:
+    return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                     request.registry.authgate.settings.trusted_proxies)
+
+
+def _current_user(request: Request) -> User | None:
+    """The signed-in user, re-read every request so a disabled user is out at once."""
+    from authgate.models import User
+
+    if request.registry.authgate is None:
+        return None
+    session = request.session
+    user_id = session.get(SESSION_USER_KEY)
+    if not user_id:
+        return None
+    user = request.dbsession.get(User, user_id)
+    if user is None or not user.is_active:
+        session.invalidate()
+        return None
+    return user
+
+
+def log_in(request: Request, user: User) -> None:
+    """Start a fresh session for ``user`` (a new cookie and CSRF token)."""
+    request.session.invalidate()
+    request.session[SESSION_USER_KEY] = user.id
+    request.session["username"] = user.username
+    request.session["login_at"] = int(time.time())
+    new_csrf_token(request)
+
+
+def log_out(request: Request) -> None:
+    request.session.invalidate()
+
+
+def security_headers_tween_factory(handler, registry):
+    hsts = registry.authgate.settings.base_url.startswith("https://")
+
+    def tween(request: Request):
+        started = time.perf_counter()
+        response = handler(request)
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if hsts:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        if request.path.startswith(("/login", "/device", "/oauth/", "/account", "/admin")):
+            headers.setdefault("Cache-Control", "no-store")
+        # Path only, never the query string: it can carry codes and tokens.
+        access_log.info('%s "%s %s" %s %.1fms "%s"', request.client_ip, request.method,
+                        request.path, response.status_code,
+                        (time.perf_counter() - started) * 1000, request.user_agent or "")
+        return response
+
+    return tween
+
+
+def template_globals(event) -> None:
+    request = event.get("request")
+    # JSON responses must not touch the session (no cookie on API calls).
+    if request is None or not str(event.get("renderer_name", "")).endswith(".jinja2"):
+        return
+    from authgate import __version__
+
+    event.setdefault("current_user", request.current_user)
+    event.setdefault("csrf_token", get_csrf_token(request))
+    event.setdefault("version", __version__)
+
+
+def includeme(config: Configurator) -> None:
+    from pyramid.events import BeforeRender
+
+    config.add_request_method(_client_ip, "client_ip", reify=True)
+    config.add_request_method(_current_user, "current_user", reify=True)
+    config.add_subscriber(template_globals, BeforeRender)
+    config.add_tween("authgate.security.security_headers_tween_factory")

@@ -1,0 +1,1 @@
+"""Protocol logic with no HTTP in it."""
