@@ -142,6 +142,7 @@ def record(request: Request, event_type: str, *, action: str, severity: str = IN
     user = getattr(request, "current_user", None) if actor_user_id is None else None
     if user is not None:
         actor_user_id, actor_username = user.id, user.username
+    actor_user_id = actor_user_id or None  # "" = explicitly anonymous
     event = dispatcher.make_event(
         event_type, action=action, severity=severity, success=success, details=details,
         actor_user_id=actor_user_id, actor_username=actor_username,

@@ -49,6 +49,14 @@ def default_settings(tmp_path: Path) -> dict[str, str]:
     }
 
 
+def form(page: Any, action: str) -> Any:
+    """The form on ``page`` that posts to ``action`` (pages also carry a sign-out form)."""
+    for candidate in page.forms.values():
+        if candidate.action == action:
+            return candidate
+    raise AssertionError(f"no form posting to {action} on {page.request.url}")
+
+
 @dataclass
 class AppHandle:
     testapp: Any  # webtest.TestApp
@@ -65,11 +73,10 @@ class AppHandle:
     def login(self, username: str = "admin", password: str = ADMIN_PASSWORD,
               redirect: str = "") -> Any:
         page = self.testapp.get("/login" + (f"?redirect={redirect}" if redirect else ""))
-        form = page.forms[0] if page.forms else None
-        assert form is not None, "the login page has no form"
-        form["username"] = username
-        form["password"] = password
-        return form.submit()
+        login_form = form(page, "/login")
+        login_form["username"] = username
+        login_form["password"] = password
+        return login_form.submit()
 
     def csrf_token(self, path: str = "/device") -> str:
         page = self.testapp.get(path)

@@ -1,0 +1,57 @@
+"""Client lookup and authentication (RFC 6749 §2.3)."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from authgate.models import OAuthClient
+from authgate.services.errors import OAuthError, invalid_client
+from authgate.services.secrets import hash_client_secret, is_legacy, verify_client_secret
+
+log = logging.getLogger(__name__)
+
+# Verified when the client is unknown, so timing does not reveal which ids exist.
+_DUMMY_HASH = hash_client_secret("dummy-secret-for-timing")
+
+
+def get_client(db: Session, client_id: str) -> OAuthClient | None:
+    if not client_id or len(client_id) > 64:
+        return None
+    return db.scalars(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
+
+
+def authenticate(db: Session, client_id: str, client_secret: str | None, *,
+                 basic: bool) -> OAuthClient:
+    """Return the client, checking the secret of confidential clients.
+
+    A public client identifies itself by ``client_id`` alone; a confidential
+    client must present its secret (Basic or form).  Unknown client ->
+    ``invalid_client`` "Client not found".
+    """
+    client = get_client(db, client_id)
+    if client is None:
+        verify_client_secret(_DUMMY_HASH, client_secret or "")
+        raise invalid_client("Client not found", basic=basic)
+    if client.is_public:
+        if client_secret and client.client_secret_hash and not verify_client_secret(
+                client.client_secret_hash, client_secret):
+            raise invalid_client("Client authentication failed", basic=basic)
+        return client
+    if not client_secret:
+        raise invalid_client("Client authentication required: send client_secret "
+                             "(HTTP Basic or form)", basic=True)
+    if not verify_client_secret(client.client_secret_hash, client_secret):
+        raise invalid_client("Client authentication failed", basic=True)
+    if is_legacy(client.client_secret_hash):
+        # An imported bcrypt hash: store the fast form from now on.
+        client.client_secret_hash = hash_client_secret(client_secret)
+        log.info("client %s: secret re-stored as salted HMAC-SHA256", client.client_id)
+    return client
+
+
+def require_active(client: OAuthClient) -> None:
+    if not client.is_active:
+        raise OAuthError("invalid_client", "Client is not active", 400)

@@ -1,0 +1,172 @@
+"""RFC 8628 device authorization: codes, approval and polling.
+
+Every decision that two requests could race for (approve, deny, redeem) is a
+single conditional UPDATE whose row count says who won.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from authgate.models import DeviceCode, OAuthClient, User, utcnow
+from authgate.models.device import AUTHORIZED, CONSUMED, DENIED, PENDING
+from authgate.services.errors import OAuthError
+from authgate.services.secrets import sha256_hex
+
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+# No 0/O, 1/I/L: nothing a person can misread on a TV screen.
+USER_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+USER_CODE_LENGTH = 8
+SLOW_DOWN_STEP = 5  # seconds, RFC 8628 §3.5
+
+
+def format_user_code(raw: str) -> str:
+    return f"{raw[:4]}-{raw[4:]}"
+
+
+def normalize_user_code(text: str | None) -> str | None:
+    """What a person typed -> the stored ``XXXX-XXXX`` form, or None if it cannot be one.
+
+    Case-insensitive; dashes, spaces and other separators are ignored.
+    """
+    if not text:
+        return None
+    cleaned = re.sub(r"[\s\-_.]", "", text).upper()
+    if len(cleaned) != USER_CODE_LENGTH or any(c not in USER_CODE_ALPHABET for c in cleaned):
+        return None
+    return format_user_code(cleaned)
+
+
+def generate_user_code() -> str:
+    return format_user_code("".join(secrets.choice(USER_CODE_ALPHABET)
+                                    for _ in range(USER_CODE_LENGTH)))
+
+
+@dataclass
+class NewDeviceCode:
+    device_code: str  # shown to the client once, stored only as a hash
+    row: DeviceCode
+
+
+def create(db: Session, client: OAuthClient, scopes: list[str], *, lifetime: dt.timedelta,
+           interval: int) -> NewDeviceCode:
+    device_code = secrets.token_urlsafe(32)  # 256 bits
+    for _attempt in range(8):
+        row = DeviceCode(device_code=sha256_hex(device_code), user_code=generate_user_code(),
+                         client_id=client.client_id, scopes=" ".join(scopes),
+                         status=PENDING, interval=interval, expires_at=utcnow() + lifetime)
+        try:
+            with db.begin_nested():
+                db.add(row)
+                db.flush()
+        except IntegrityError:
+            continue  # user-code collision: draw another
+        return NewDeviceCode(device_code, row)
+    raise RuntimeError("could not allocate a unique user code")
+
+
+def find_by_user_code(db: Session, user_code: str) -> DeviceCode | None:
+    return db.scalars(select(DeviceCode).where(DeviceCode.user_code == user_code)).first()
+
+
+class VerifyError(Exception):
+    """Why a user code cannot be approved; ``kind`` picks the page text."""
+
+    def __init__(self, kind: str):
+        super().__init__(kind)
+        self.kind = kind
+
+
+def check_pending(db: Session, user_code_input: str | None) -> tuple[DeviceCode, OAuthClient]:
+    """The pending request behind a typed user code, or VerifyError(kind)."""
+    code = normalize_user_code(user_code_input)
+    if code is None:
+        raise VerifyError("malformed" if user_code_input else "empty")
+    row = find_by_user_code(db, code)
+    if row is None:
+        raise VerifyError("not_found")
+    if row.status != PENDING:
+        raise VerifyError("denied" if row.status == DENIED else "used")
+    if row.expires_at <= utcnow():
+        raise VerifyError("expired")
+    client = db.scalars(select(OAuthClient).where(OAuthClient.client_id == row.client_id)).one()
+    if not client.is_active or not client.enable_device_flow:
+        raise VerifyError("client_inactive")
+    return row, client
+
+
+def decide(db: Session, row: DeviceCode, user: User, *, approve: bool) -> bool:
+    """Approve or deny a pending code; False if someone else decided first or it expired."""
+    now = utcnow()
+    values = {"status": AUTHORIZED if approve else DENIED, "user_id": user.id,
+              "updated_at": now}
+    if approve:
+        values.update(is_used=True, authorized_at=now)
+    result = db.execute(
+        update(DeviceCode)
+        .where(DeviceCode.id == row.id, DeviceCode.status == PENDING,
+               DeviceCode.expires_at > now)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount == 1
+
+
+def redeem(db: Session, device_code: str, client: OAuthClient, *,
+           now: dt.datetime | None = None) -> DeviceCode:
+    """Poll a device code (RFC 8628 §3.4-3.5).  Returns the row when this poll wins the
+    tokens; otherwise raises the OAuthError the client must see."""
+    now = now or utcnow()
+    if not device_code or len(device_code) > 128:
+        raise OAuthError("invalid_grant", "Unknown device code")
+    row = db.scalars(select(DeviceCode).where(
+        DeviceCode.device_code == sha256_hex(device_code))).first()
+    if row is None or row.client_id != client.client_id:
+        raise OAuthError("invalid_grant", "Unknown device code")
+    if row.status == CONSUMED:
+        raise OAuthError("invalid_grant", "The device code has already been used")
+    if row.expires_at <= now:
+        raise OAuthError("expired_token", "The device code has expired; start a new "
+                                          "device authorization request")
+    if row.status == DENIED:
+        raise OAuthError("access_denied", "The user denied the authorization request")
+
+    # Enforce the polling interval.  A little tolerance keeps a client that sleeps
+    # exactly `interval` seconds from tripping on network jitter.
+    interval = dt.timedelta(seconds=row.interval)
+    tolerance = min(dt.timedelta(seconds=1), interval / 5)
+    paced = db.execute(
+        update(DeviceCode)
+        .where(DeviceCode.id == row.id,
+               or_(DeviceCode.last_polled_at.is_(None),
+                   DeviceCode.last_polled_at <= now - interval + tolerance))
+        .values(last_polled_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    if not paced:
+        db.execute(update(DeviceCode).where(DeviceCode.id == row.id)
+                   .values(interval=DeviceCode.interval + SLOW_DOWN_STEP, last_polled_at=now)
+                   .execution_options(synchronize_session=False))
+        raise OAuthError("slow_down", f"Polling too fast; wait at least "
+                                      f"{row.interval + SLOW_DOWN_STEP} seconds between "
+                                      "requests")
+    if row.status == PENDING:
+        raise OAuthError("authorization_pending", "The user has not yet approved the device")
+
+    won = db.execute(
+        update(DeviceCode)
+        .where(DeviceCode.id == row.id, DeviceCode.status == AUTHORIZED)
+        .values(status=CONSUMED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    ).rowcount == 1
+    if not won:
+        raise OAuthError("invalid_grant", "The device code has already been used")
+    db.refresh(row)
+    return row
