@@ -1,1 +1,1 @@
-pytest_plugins = ["authgate.testing"]
+pytest_plugins = ["authgate.testing", "authgate.testing.postgres"]

@@ -20,6 +20,8 @@ class DatabaseSink:
         self.engine = engine
 
     def write(self, events: Sequence[AuditEvent]) -> None:
+        if not events:
+            return
         rows = []
         for event in events:
             row = event.as_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,6 +14,7 @@ from authgate.errors import ConfigurationError
 from authgate.settings import Setting
 
 MIN_SECRET_BYTES = 32
+log = logging.getLogger("authgate.signer")
 
 
 class HS256Signer:
@@ -45,7 +47,9 @@ def _factory(ctx: BuildContext) -> HS256Signer:
     if not secret:
         raise ConfigurationError("JWT_SECRET is required for HS256 signing (at least "
                                  f"{MIN_SECRET_BYTES} bytes); set it in the environment")
-    return HS256Signer(secret)
+    signer = HS256Signer(secret)
+    log.info("Token signing: HS256 (symmetric)")
+    return signer
 
 
 @hookimpl
