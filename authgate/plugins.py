@@ -44,11 +44,13 @@ def get_plugin_manager(
     for plugin in extra_plugins:
         if isinstance(plugin, str):
             plugin = importlib.import_module(plugin)
+        if pm.is_registered(plugin):
+            continue  # already loaded through its entry point (an installed plugin under test)
         pm.register(plugin)
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise ConfigurationError(f"Plugin error: {exc}") from exc
+        raise ConfigurationError(f"Plugin error in {pm.get_name(exc.plugin)!r}: {exc}") from exc
     if trace:
         pm.trace.root.setwriter(log.debug)
         pm.enable_tracing()
