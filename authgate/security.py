@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pyramid.csrf import get_csrf_token, new_csrf_token
+from pyramid.interfaces import IRoutesMapper
 
 from authgate.net import client_ip
 
@@ -96,6 +97,9 @@ def template_globals(event) -> None:
     event.setdefault("current_user", request.current_user)
     event.setdefault("csrf_token", get_csrf_token(request))
     event.setdefault("version", __version__)
+    # Navigation only links to consoles that are installed in this app.
+    mapper = request.registry.queryUtility(IRoutesMapper)
+    event.setdefault("admin_url", "/admin" if mapper and mapper.get_route("admin") else None)
 
 
 def includeme(config: Configurator) -> None:
