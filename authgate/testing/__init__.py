@@ -107,8 +107,37 @@ def build_app(tmp_path: Path, settings: Mapping[str, Any] | None = None,
                      tmp_path)
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption(
+        "--authgate-store", default=os.environ.get("AUTHGATE_TEST_STORE", "sqlite"),
+        choices=("sqlite", "postgres"),
+        help="store the make_app fixture (and live servers) run on: sqlite (a fresh file per "
+             "app) or postgres (a fresh database per app on the server named by "
+             "AUTHGATE_TEST_PG)")
+
+
 @pytest.fixture
-def make_app(tmp_path: Path):
+def store_environ(request) -> Iterator[Any]:
+    """Factory: environment variables that put one app on the selected store."""
+    from authgate.testing import postgres
+
+    created: list[str] = []
+
+    def factory() -> dict[str, str]:
+        if request.config.getoption("--authgate-store") != "postgres":
+            return {}
+        name = postgres.create_database()
+        created.append(name)
+        return {"DATABASE_DRIVER": "postgres",
+                "DATABASE_DSN": f"{postgres.server_dsn()} dbname={name}"}
+
+    yield factory
+    for name in created:
+        postgres.drop_database(name)
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, store_environ):
     handles: list[AppHandle] = []
     counter = iter(range(1000))
 
@@ -117,7 +146,10 @@ def make_app(tmp_path: Path):
                 plugins: Iterable[object] = ()) -> AppHandle:
         path = tmp_path / f"app{next(counter)}"
         os.makedirs(path, exist_ok=True)
-        handle = build_app(path, settings, environ, plugins)
+        env = dict(environ or {})
+        if "DATABASE_DRIVER" not in env:
+            env.update(store_environ())
+        handle = build_app(path, settings, env, plugins)
         handles.append(handle)
         return handle
 

@@ -10,13 +10,16 @@ from e2e_support import CHROMIUM, CHROMIUM_ARGS, LiveServer, start_server
 
 
 @pytest.fixture
-def live_server(tmp_path) -> Iterator:
-    """Factory: ``live_server(**env)`` starts `authgate server` in a fresh directory."""
+def live_server(tmp_path, store_environ) -> Iterator:
+    """Factory: ``live_server(**env)`` starts `authgate server` in a fresh directory,
+    on the store chosen with --authgate-store."""
     servers: list[LiveServer] = []
 
     def factory(**env: str) -> LiveServer:
         cwd = tmp_path / f"srv{len(servers)}"
         cwd.mkdir()
+        if "DATABASE_DRIVER" not in env:
+            env = {**store_environ(), **env}
         server = start_server(cwd, env)
         servers.append(server)
         return server
