@@ -169,7 +169,9 @@ def seed_database(runtime: Runtime, cwd: str) -> None:
 def make_wsgi_app(raw: Mapping[str, Any], environ: Mapping[str, str],
                   extra_plugins: Iterable[object] = (), cwd: str | None = None):
     runtime = build_runtime(raw, environ, extra_plugins=extra_plugins, cwd=cwd)
-    return make_app_from_runtime(runtime, raw)
+    app = make_app_from_runtime(runtime, raw)
+    runtime.start_jobs()
+    return app
 
 
 def make_app_from_runtime(runtime: Runtime, raw: Mapping[str, Any] | None = None):

@@ -5,6 +5,8 @@
     authgate -v                                  print the version
     authgate server [-c FILE.ini]                serve with waitress
     authgate migrate [-c FILE.ini]               bring the schema to the head revision
+    authgate cleanup [-c FILE.ini]               delete expired rows and old audit events
+    authgate db copy --from DSN --to DSN         copy every table (SQLite <-> PostgreSQL)
     authgate create-user NAME [...]              add a local user, or --reset a password
     authgate create-client NAME [...]            register an OAuth client
     authgate device-login --client-id ID [...]   try the device flow against a server
@@ -431,6 +433,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         settings = runtime.settings
         options = waitress_options(settings, server_section)
         app = make_app_from_runtime(runtime, raw)
+        runtime.start_jobs()
         log_routes(app)
 
         from waitress.server import create_server
@@ -462,6 +465,38 @@ def cmd_server(args: argparse.Namespace) -> int:
         log.info("Server stopped")
     finally:
         runtime.close()
+    return EXIT_OK
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    """Delete expired tokens, device codes, authorization codes and old audit events."""
+    from authgate.services import cleanup
+
+    with open_runtime(args.config, prepare_db=False) as runtime:
+        require_current_schema(runtime)
+        report = cleanup.run_all(runtime.engine, runtime.settings)
+    print(f"Deleted {report.total()} rows ({report})")
+    return EXIT_OK
+
+
+def cmd_db_copy(args: argparse.Namespace) -> int:
+    """Copy every table from one database to another, verifying row counts."""
+    from authgate.services import dbcopy
+
+    try:
+        source, target = dbcopy.engine_for(args.source), dbcopy.engine_for(args.target)
+    except ConfigurationError as exc:
+        raise CommandError(str(exc)) from None
+    try:
+        report = dbcopy.copy(source, target)
+    except dbcopy.CopyError as exc:
+        raise CommandError(f"db copy: {exc}") from None
+    finally:
+        source.dispose()
+        target.dispose()
+    for table, count in report.rows.items():
+        print(f"{table}: {count} rows")
+    print("Copy complete; row counts verified.")
     return EXIT_OK
 
 
@@ -745,6 +780,24 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Run pending database migrations (Alembic).")
     _add_config(mig)
     mig.set_defaults(func=cmd_migrate)
+
+    clean = commands.add_parser(
+        "cleanup", help="delete expired rows and old audit events",
+        description="Delete expired tokens, device codes and authorization codes, and audit "
+                    "events older than AUDIT_LOG_RETENTION, in batches of CLEANUP_BATCH_SIZE.")
+    _add_config(clean)
+    clean.set_defaults(func=cmd_cleanup)
+
+    db = commands.add_parser("db", help="database utilities")
+    db_commands = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
+    db_copy = db_commands.add_parser(
+        "copy", help="copy every table to another database (SQLite <-> PostgreSQL)",
+        description="Copy every table from --from to --to inside one transaction and verify "
+                    "the row counts.  The target is migrated first and must be empty.  A DSN is "
+                    "a SQLite file path or a PostgreSQL DSN (libpq keywords or a URL).")
+    db_copy.add_argument("--from", dest="source", required=True, metavar="DSN")
+    db_copy.add_argument("--to", dest="target", required=True, metavar="DSN")
+    db_copy.set_defaults(func=cmd_db_copy)
 
     user = commands.add_parser(
         "create-user", help="create a local user, or --reset a password",

@@ -28,7 +28,18 @@ class Runtime:
     auth: AuthChain
     audit: AuditDispatcher
     selected: dict[str, Any] = field(default_factory=dict)  # kind -> [Offered]
+    jobs: Any = None  # authgate.jobs.Scheduler of a serving process
+
+    def start_jobs(self) -> None:
+        """Scheduled cleanup and audit retention (serving processes only, not tests)."""
+        from authgate.jobs import Scheduler
+
+        if self.jobs is None:
+            self.jobs = Scheduler(self)
+            self.jobs.start()
 
     def close(self) -> None:
+        if self.jobs is not None:
+            self.jobs.stop()
         self.audit.close()
         self.engine.dispose()

@@ -338,7 +338,16 @@ CORE_SETTINGS: list[Setting] = [
 ]
 
 
+# Core feature modules that declare their own settings in a module-level
+# ``SETTINGS`` list (kept beside the code that reads them).
+CORE_SETTING_MODULES: tuple[str, ...] = ("authgate.services.cleanup",)
+
+
 def core_spec() -> SettingsSpec:
+    from importlib import import_module
+
     spec = SettingsSpec()
     spec.extend(CORE_SETTINGS)
+    for module in CORE_SETTING_MODULES:
+        spec.extend(import_module(module).SETTINGS)
     return spec
