@@ -8,6 +8,7 @@ from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.httpexceptions import HTTPException
 from pyramid.renderers import render_to_response
 from pyramid.view import exception_view_config, notfound_view_config
+from sqlalchemy.exc import OperationalError
 
 from authgate.views._common import oauth_json
 
@@ -50,6 +51,23 @@ def http_exception(exc, request):
                           exc.status_code, {k: v for k, v in exc.headers.items()
                                             if k == "Allow"})
     return _page(request, exc.status_code, exc.title, exc.explanation or exc.title)
+
+
+@exception_view_config(OperationalError)
+def database_unavailable(exc, request):
+    """The database is down or unreachable: a temporary condition, not a bug."""
+    log.error("database unavailable on %s %s: %s", request.method, request.path,
+              exc.__class__.__name__)
+    if _wants_json(request):
+        response = oauth_json({"error": "temporarily_unavailable",
+                               "error_description": "The service is temporarily unavailable; "
+                                                    "try again shortly"}, 503)
+    else:
+        response = _page(request, 503, "Temporarily unavailable",
+                         "The service cannot reach its database right now.",
+                         "Please try again in a moment.")
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 @exception_view_config(Exception)
