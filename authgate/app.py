@@ -20,6 +20,7 @@ from authgate.db import get_session_factory, get_tm_session, is_empty, migrate
 from authgate.errors import ConfigurationError
 from authgate.plugins import get_plugin_manager
 from authgate.runtime import Runtime
+from authgate.services.tokens import check_settings as check_token_settings
 from authgate.settings import Settings, SettingsSpec, core_spec, parse_bool, parse_list
 
 log = logging.getLogger("authgate")
@@ -108,6 +109,7 @@ def build_runtime(raw: Mapping[str, Any], environ: Mapping[str, str],
                             trace=bool(environ.get("AUTHGATE_TRACE_PLUGINS")))
     ensure_dev_secrets(raw, environ, cwd)
     settings, spec = load_settings(pm, raw, environ)
+    check_token_settings(settings)
     if not settings.session_secret:
         raise ConfigurationError("SESSION_SECRET is required (at least 32 bytes); set it in "
                                  "the environment")

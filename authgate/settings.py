@@ -321,6 +321,40 @@ CORE_SETTINGS: list[Setting] = [
             help="Issue refresh tokens."),
     Setting("enable_token_rotation", "ENABLE_TOKEN_ROTATION", "bool", False, section="Tokens",
             help="Rotation mode: every refresh returns a new refresh token and revokes the old."),
+    # -- Tokens: lifetimes, caps and per-client profiles (reference 3.2) --------
+    Setting("jwt_expiration_jitter", "JWT_EXPIRATION_JITTER", "duration",
+            dt.timedelta(minutes=30), minimum=dt.timedelta(0), section="Tokens",
+            help="Random extra lifetime in [0, value) added to standard-profile access "
+                 "tokens left at the default lifetime, so a fleet does not refresh all at "
+                 "once. Must be less than JWT_EXPIRATION; `0` turns it off."),
+    Setting("jwt_expiration_max", "JWT_EXPIRATION_MAX", "duration", dt.timedelta(hours=24),
+            check=_positive, section="Tokens",
+            help="Upper bound for every profile's access-token lifetime; a larger value "
+                 "stops start-up."),
+    Setting("refresh_token_expiration_max", "REFRESH_TOKEN_EXPIRATION_MAX", "duration",
+            dt.timedelta(hours=2160), check=_positive, section="Tokens",
+            help="Upper bound for every profile's refresh-token lifetime; a larger value "
+                 "stops start-up."),
+    Setting("token_profile_short_access_ttl", "TOKEN_PROFILE_SHORT_ACCESS_TTL", "duration",
+            dt.timedelta(minutes=15), check=_positive, section="Tokens",
+            help="Access-token lifetime for clients with token profile `short`."),
+    Setting("token_profile_short_refresh_ttl", "TOKEN_PROFILE_SHORT_REFRESH_TTL", "duration",
+            dt.timedelta(hours=24), check=_positive, section="Tokens",
+            help="Refresh-token lifetime for clients with token profile `short`."),
+    Setting("token_profile_standard_access_ttl", "TOKEN_PROFILE_STANDARD_ACCESS_TTL",
+            "duration", None, check=_positive, section="Tokens",
+            help="Access-token lifetime for clients with token profile `standard` (the "
+                 "default profile). Empty: JWT_EXPIRATION, plus jitter."),
+    Setting("token_profile_standard_refresh_ttl", "TOKEN_PROFILE_STANDARD_REFRESH_TTL",
+            "duration", None, check=_positive, section="Tokens",
+            help="Refresh-token lifetime for clients with token profile `standard`. Empty: "
+                 "REFRESH_TOKEN_EXPIRATION."),
+    Setting("token_profile_long_access_ttl", "TOKEN_PROFILE_LONG_ACCESS_TTL", "duration",
+            dt.timedelta(hours=24), check=_positive, section="Tokens",
+            help="Access-token lifetime for clients with token profile `long`."),
+    Setting("token_profile_long_refresh_ttl", "TOKEN_PROFILE_LONG_REFRESH_TTL", "duration",
+            dt.timedelta(hours=2160), check=_positive, section="Tokens",
+            help="Refresh-token lifetime for clients with token profile `long`."),
     # -- Device flow --------------------------------------------------------------
     Setting("device_code_expiration", "DEVICE_CODE_EXPIRATION", "duration",
             dt.timedelta(minutes=30), check=_positive, section="Device flow",

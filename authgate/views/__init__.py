@@ -18,4 +18,7 @@ def includeme(config: Configurator) -> None:
     config.add_route("device_verify", "/device/verify")
     config.add_route("device_code", "/oauth/device/code")
     config.add_route("token", "/oauth/token")
+    config.add_route("revoke", "/oauth/revoke")
+    config.add_route("introspect", "/oauth/introspect")
+    config.add_route("tokeninfo", "/oauth/tokeninfo")
     config.scan("authgate.views")

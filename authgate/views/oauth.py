@@ -6,14 +6,12 @@ import logging
 
 from pyramid.view import view_config
 
-from authgate.audit import record
-from authgate.services import clients, devices, scopes, tokens
+from authgate.audit import CRITICAL, record
+from authgate.services import clients, devices, refresh, scopes, tokens
 from authgate.services.errors import OAuthError
 from authgate.views._common import client_credentials, oauth_error, oauth_json, request_params
 
 log = logging.getLogger(__name__)
-
-SUPPORTED_GRANTS = (devices.DEVICE_GRANT,)
 
 
 @view_config(route_name="device_code", request_method="POST", require_csrf=False)
@@ -98,6 +96,55 @@ def _device_code_grant(request, params: dict[str, str]) -> dict:
     return issued.response()
 
 
+def _refresh_token_grant(request, params: dict[str, str]) -> dict:
+    """RFC 6749 §6.  The client authenticates as in §2.3 (confidential clients must)."""
+    client_id, secret, basic = client_credentials(request, params)
+    token_text = params.get("refresh_token", "")
+    if not token_text:
+        raise OAuthError("invalid_request", "refresh_token is required")
+    if not client_id:
+        raise OAuthError("invalid_request", "client_id is required")
+    db = request.dbsession
+    client = clients.authenticate(db, client_id, secret, basic=basic)
+    clients.require_active(client)
+    settings, signer = request.authgate.settings, request.authgate.signer
+    try:
+        row = refresh.load(db, signer, settings, client=client, token_text=token_text)
+        issued = refresh.exchange(db, signer, settings, client=client, row=row,
+                                  token_text=token_text, scope=params.get("scope"))
+    except refresh.RefreshTokenReused as reused:
+        # The family revocation is in this transaction; the view answers with the
+        # error (no exception leaves it), so pyramid_tm commits both.
+        log.warning("refresh token reuse: client %s, family %s revoked (%d tokens)",
+                    client.client_id, reused.family_id, reused.revoked)
+        record(request, "SUSPICIOUS_ACTIVITY", severity=CRITICAL, success=False,
+               actor_user_id=reused.row.user_id,
+               action=f"Reuse of a {reused.previous_status} refresh token by {client.name}; "
+                      "token family revoked",
+               resource_type="TOKEN", resource_id=reused.row.id, resource_name=client.name,
+               error_message="Refresh token reuse detected",
+               details={"client_id": client.client_id, "token_family_id": reused.family_id,
+                        "token_status": reused.previous_status,
+                        "tokens_revoked": reused.revoked, "reason": "refresh_token_reuse"})
+        raise
+    rotated = settings.enable_token_rotation
+    common = {"actor_user_id": row.user_id, "resource_type": "TOKEN",
+              "resource_name": client.name}
+    record(request, "TOKEN_REFRESHED", action=f"Access token refreshed for {client.name}",
+           resource_id=issued.access.id, **common,
+           details={"client_id": client.client_id, "scopes": issued.access.scopes,
+                    "refresh_token_id": row.id, "token_family_id": issued.access.token_family_id,
+                    "mode": "rotation" if rotated else "fixed"})
+    if rotated:
+        record(request, "REFRESH_TOKEN_ISSUED", action=f"Refresh token rotated for "
+               f"{client.name}", resource_id=issued.refresh.id, **common,
+               details={"client_id": client.client_id, "scopes": issued.refresh.scopes,
+                        "grant_type": "refresh_token", "parent_token_id": row.id})
+    return issued.response()
+
+
 GRANTS = {
     devices.DEVICE_GRANT: _device_code_grant,
+    refresh.GRANT_TYPE: _refresh_token_grant,
 }
+SUPPORTED_GRANTS = tuple(GRANTS)
