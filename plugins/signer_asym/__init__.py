@@ -14,9 +14,10 @@ Selected when ``JWT_SIGNING_ALGORITHM`` is ``RS256`` or ``ES256`` (or with
     logged when both are set).  Literal ``\\n`` sequences are accepted as line
     breaks.
 ``JWT_KEY_ID``
-    The ``kid`` of the signing key.  Empty: derived from the public key as
-    base64url(SHA-256(DER SubjectPublicKeyInfo)) -- 43 characters, the same
-    value the Go original derives, so its tokens keep verifying.
+    The ``kid`` of the signing key.  Empty: the key's RFC 7638 JWK thumbprint
+    (SHA-256, 43 characters).  Tokens carrying the Go original's derived kid
+    (base64url SHA-256 of the DER SubjectPublicKeyInfo) are accepted as well, so
+    tokens issued before a migration keep verifying.
 ``JWT_PREVIOUS_KEY_PATHS``
     PEM files (comma- or space-separated) of retired keys, private or public
     (``PUBLIC KEY``, ``RSA PUBLIC KEY`` or a certificate).  They never sign;
@@ -70,6 +71,7 @@ from .keys import (
     PublicKey,
     check_key,
     derive_kid,
+    legacy_kid,
     load_private_key,
     load_private_key_file,
     load_verification_key_file,
@@ -129,10 +131,14 @@ class AsymmetricSigner:
                     f"has the same kid as {seen[key_kid]}; every key needs its own kid")
             seen[key_kid] = f"JWT_PREVIOUS_KEY_PATHS entry {source}"
             verification[key_kid] = key_public
-        self._verification_keys = verification
         self.previous_kids: tuple[str, ...] = tuple(list(verification)[1:])
         # Served on every JWKS request: computed once.  Current key first.
         self._jwks = tuple(public_jwk(k, alg, kid) for kid, k in verification.items())
+        # Tokens from the Go original carry its kid derivation; accept them too
+        # (verification only, never published).
+        for key_public in list(verification.values()):
+            verification.setdefault(legacy_kid(key_public), key_public)
+        self._verification_keys = verification
 
     def sign(self, claims: Mapping[str, Any]) -> str:
         return jwt.encode(dict(claims), self._private_key, algorithm=self.alg,
@@ -219,8 +225,8 @@ def authgate_add_settings(spec):
                 help="RS256/ES256: the signing key's PEM text inline; wins over "
                      "JWT_PRIVATE_KEY_PATH when both are set."),
         Setting("jwt_key_id", "JWT_KEY_ID", "str", "", section="Tokens",
-                help="RS256/ES256: `kid` of the signing key. Empty: derived from the public "
-                     "key (base64url SHA-256 of its DER SubjectPublicKeyInfo)."),
+                help="RS256/ES256: `kid` of the signing key. Empty: the key's RFC 7638 "
+                     "JWK thumbprint."),
         Setting("jwt_previous_key_paths", "JWT_PREVIOUS_KEY_PATHS", "list", (),
                 section="Tokens",
                 help="RS256/ES256 key rotation: PEM files (private or public keys) of "

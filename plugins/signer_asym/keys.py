@@ -18,6 +18,7 @@ import base64
 import binascii
 import contextlib
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 
@@ -276,7 +277,18 @@ def b64url(data: bytes) -> str:
 
 
 def derive_kid(key: PublicKey) -> str:
-    """base64url-no-pad(SHA-256(DER SubjectPublicKeyInfo)), 43 characters (as the original)."""
+    """The RFC 7638 JWK thumbprint (SHA-256, base64url, 43 characters)."""
+    jwk = public_jwk(key, "", "")
+    members = ("e", "kty", "n") if jwk["kty"] == "RSA" else ("crv", "kty", "x", "y")
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"),
+                           sort_keys=True)
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def legacy_kid(key: PublicKey) -> str:
+    """The Go original's derived kid: base64url(SHA-256(DER SubjectPublicKeyInfo)).
+
+    Accepted when verifying, so tokens issued before a migration keep working."""
     return b64url(hashlib.sha256(public_key_der(key)).digest())
 
 

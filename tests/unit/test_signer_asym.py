@@ -425,13 +425,30 @@ def test_asym_signer_refuses_hs256(tmp_path, ec_key):
 # ---------------------------------------------------------------------------
 
 
-def test_derived_kid(ec_key, rsa_key):
-    for key in (ec_key, rsa_key):
-        spki = key.public_key().public_bytes(serialization.Encoding.DER,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
-        expected = b64url(hashlib.sha256(spki).digest())
-        assert len(expected) == 43
-        assert AsymmetricSigner("ES256" if key is ec_key else "RS256", key).kid == expected
+RFC7638_N = ("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6"
+             "tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v"
+             "-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08"
+             "qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8"
+             "awapJzKnqDKgw")
+
+
+def test_derived_kid_is_the_rfc7638_thumbprint():
+    """RFC 7638 §3.1's example key and its published thumbprint."""
+    from authgate_plugins.signer_asym.keys import derive_kid
+
+    public = jwt.algorithms.RSAAlgorithm.from_jwk({"kty": "RSA", "n": RFC7638_N, "e": "AQAB"})
+    assert derive_kid(public) == "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+
+
+def test_tokens_with_the_go_originals_kid_still_verify(ec_key):
+    """The Go original derived kids from the SubjectPublicKeyInfo; migrated tokens verify."""
+    signer = AsymmetricSigner("ES256", ec_key)
+    spki = ec_key.public_key().public_bytes(serialization.Encoding.DER,
+                                            serialization.PublicFormat.SubjectPublicKeyInfo)
+    go_kid = b64url(hashlib.sha256(spki).digest())
+    token = jwt.encode(claims(), ec_key, algorithm="ES256", headers={"kid": go_kid})
+    assert signer.verify(token)["sub"] == "user-1"
+    assert [k["kid"] for k in signer.jwks()["keys"]] == [signer.kid]  # not published
 
 
 def test_explicit_key_id(tmp_path, rsa_key):
@@ -715,10 +732,12 @@ def test_openssl_rsa_key_from_the_guide(tmp_path):
     path = str(tmp_path / "rsa-private.pem")
     signer = build_signer(tmp_path, ini_for("RS256", path))
     assert signer.verify(signer.sign(claims()))["sub"] == "user-1"
-    # The derived kid matches one computed by openssl from the same key.
+    # A token carrying the legacy kid (SHA-256 of openssl's DER public key) verifies too.
     der = subprocess.run([OPENSSL, "pkey", "-in", path, "-pubout", "-outform", "DER"],
                          check=True, capture_output=True).stdout
-    assert signer.kid == b64url(hashlib.sha256(der).digest())
+    legacy = jwt.encode(claims(), Path(path).read_bytes(), algorithm="RS256",
+                        headers={"kid": b64url(hashlib.sha256(der).digest())})
+    assert signer.verify(legacy)["sub"] == "user-1"
     assert signer.jwks()["keys"][0]["e"] == "AQAB"
 
 
