@@ -7,6 +7,7 @@
     authgate migrate [-c FILE.ini]               bring the schema to the head revision
     authgate cleanup [-c FILE.ini]               delete expired rows and old audit events
     authgate db copy --from DSN --to DSN         copy every table (SQLite <-> PostgreSQL)
+    authgate keys generate --alg ES256 --out F   write a new signing key (mode 0600)
     authgate create-user NAME [...]              add a local user, or --reset a password
     authgate create-client NAME [...]            register an OAuth client
     authgate device-login --client-id ID [...]   try the device flow against a server
@@ -500,6 +501,35 @@ def cmd_db_copy(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    """Write a new private key for RS256 or ES256 (PKCS#8 PEM, mode 0600)."""
+    from authgate_plugins.signer_asym.keys import derive_kid
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    if args.alg == "RS256":
+        if args.bits < 2048:
+            raise CommandError("RS256 needs an RSA key of at least 2048 bits")
+        key = rsa.generate_private_key(public_exponent=65537, key_size=args.bits)
+    else:
+        key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CommandError(f"{args.out} already exists; choose another --out") from None
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(pem)
+    os.chmod(args.out, 0o600)
+    print(f"Wrote {args.alg} key to {args.out} (mode 0600), kid={derive_kid(key.public_key())}")
+    print(f"Use it:    JWT_SIGNING_ALGORITHM={args.alg} "
+          f"JWT_PRIVATE_KEY_PATH={os.path.abspath(args.out)}")
+    print("Rotating?  add the old key file to JWT_PREVIOUS_KEY_PATHS so tokens it signed "
+          "keep verifying, then restart.")
+    return EXIT_OK
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from alembic.util.exc import CommandError as AlembicError
 
@@ -798,6 +828,19 @@ def build_parser() -> argparse.ArgumentParser:
     db_copy.add_argument("--from", dest="source", required=True, metavar="DSN")
     db_copy.add_argument("--to", dest="target", required=True, metavar="DSN")
     db_copy.set_defaults(func=cmd_db_copy)
+
+    keys = commands.add_parser("keys", help="signing keys")
+    key_commands = keys.add_subparsers(dest="keys_command", metavar="KEYS_COMMAND",
+                                       required=True)
+    gen = key_commands.add_parser(
+        "generate", help="write a new RS256 or ES256 private key",
+        description="Write a new private key (PKCS#8 PEM, mode 0600, never overwriting) and "
+                    "print its kid.  For rotation, list the previous key in "
+                    "JWT_PREVIOUS_KEY_PATHS.")
+    gen.add_argument("--alg", choices=("ES256", "RS256"), required=True)
+    gen.add_argument("--out", required=True, help="the file to write")
+    gen.add_argument("--bits", type=int, default=3072, help="RSA key size (default 3072)")
+    gen.set_defaults(func=cmd_keys_generate)
 
     user = commands.add_parser(
         "create-user", help="create a local user, or --reset a password",
