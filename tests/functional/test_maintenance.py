@@ -104,6 +104,17 @@ def test_db_copy_sqlite_to_postgres_round_trip(make_app, pg_dsn, tmp_path):
     assert target.login().status_int == 302
     claims = target.runtime.signer.verify(tokens["access_token"])
     assert claims["client_id"] == client_id
+    # A resource server introspecting a token issued before the copy: still active.
+    from authgate.services.secrets import hash_client_secret
+
+    with target.db() as db:
+        db.add(OAuthClient(client_id="resource-server", name="API", client_type="confidential",
+                           client_secret_hash=hash_client_secret("rs-secret"),
+                           enable_device_flow=False))
+    info = target.testapp.post("/oauth/introspect", {
+        "token": tokens["access_token"], "client_id": "resource-server",
+        "client_secret": "rs-secret"}).json
+    assert info["active"] is True and info["client_id"] == client_id
     # New rows get fresh ids after the copied ones (sequences were moved on).
     code = target.testapp.post("/oauth/device/code", {"client_id": client_id}).json
     assert code["user_code"]
