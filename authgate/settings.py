@@ -374,7 +374,8 @@ CORE_SETTINGS: list[Setting] = [
 
 # Core feature modules that declare their own settings in a module-level
 # ``SETTINGS`` list (kept beside the code that reads them).
-CORE_SETTING_MODULES: tuple[str, ...] = ("authgate.services.cleanup",)
+CORE_SETTING_MODULES: tuple[str, ...] = ("authgate.services.cleanup", "authgate.ratelimit",
+                                          "authgate.metrics")
 
 
 def core_spec() -> SettingsSpec:
