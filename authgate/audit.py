@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from authgate.interfaces import AuditEvent, IAuditSink
@@ -53,14 +53,25 @@ def _truncate(value: str | None, limit: int) -> str | None:
     return value[: limit - 3] + "..."
 
 
+# An in-process observer (metrics): called with each delivered batch and the
+# number of events the sinks failed to take in it.
+AuditObserver = Callable[[Sequence[AuditEvent], int], None]
+
+
 class AuditDispatcher:
-    """Delivers events to the selected sinks."""
+    """Delivers events to the selected sinks, then to the in-process observers.
+
+    ``observers`` are called with every batch (even when no sink is enabled) and
+    never write anything themselves; like sinks, a failing observer is logged
+    and ignored.  authgate.metrics counts events this way.
+    """
 
     def __init__(self, sinks: Sequence[IAuditSink], enabled: bool = True):
         self.sinks = list(sinks)
         self.enabled = enabled and bool(self.sinks)
         self._lock = threading.Lock()
         self.failures = 0  # events a sink failed to take (also a metric later)
+        self.observers: list[AuditObserver] = []
 
     def make_event(self, event_type: str, *, action: str, severity: str = INFO,
                    success: bool = True, details: Mapping[str, Any] | None = None,
@@ -76,12 +87,22 @@ class AuditDispatcher:
         )
 
     def deliver(self, events: Sequence[AuditEvent]) -> None:
-        if not self.enabled or not events:
+        if not events:
             return
+        failed = self._write(events) if self.enabled else 0
+        for observer in self.observers:
+            try:
+                observer(events, failed)
+            except Exception:
+                log.exception("audit observer %r failed", observer)
+
+    def _write(self, events: Sequence[AuditEvent]) -> int:
+        failed = 0
         for sink in self.sinks:
             try:
                 sink.write(events)
             except Exception:
+                failed += len(events)
                 with self._lock:
                     self.failures += len(events)
                 # The events go to the log in full so an operator can recover them.
@@ -90,6 +111,7 @@ class AuditDispatcher:
                     getattr(sink, "name", sink),
                     json.dumps([e.as_dict() for e in events], default=str),
                 )
+        return failed
 
     def close(self) -> None:
         for sink in self.sinks:
