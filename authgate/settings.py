@@ -375,7 +375,8 @@ CORE_SETTINGS: list[Setting] = [
 # Core feature modules that declare their own settings in a module-level
 # ``SETTINGS`` list (kept beside the code that reads them).
 CORE_SETTING_MODULES: tuple[str, ...] = ("authgate.services.cleanup", "authgate.ratelimit",
-                                          "authgate.metrics")
+                                          "authgate.metrics", "authgate.services.authorize",
+                                          "authgate.services.clientcreds")
 
 
 def core_spec() -> SettingsSpec:

@@ -21,4 +21,8 @@ def includeme(config: Configurator) -> None:
     config.add_route("revoke", "/oauth/revoke")
     config.add_route("introspect", "/oauth/introspect")
     config.add_route("tokeninfo", "/oauth/tokeninfo")
+    config.add_route("authorize", "/oauth/authorize")
+    config.add_route("userinfo", "/oauth/userinfo")
+    config.add_route("openid_configuration", "/.well-known/openid-configuration")
+    config.add_route("oauth_authorization_server", "/.well-known/oauth-authorization-server")
     config.scan("authgate.views")

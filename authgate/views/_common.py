@@ -18,7 +18,7 @@ def safe_redirect(target: str | None, base_url: str) -> str:
     Accepted: a relative path ("/device?user_code=..."), not "//host" nor a
     backslash trick; or an absolute URL with this server's scheme, host and port.
     """
-    if not target or any(c in target for c in "\r\n\\\t") or len(target) > 2048:
+    if not target or any(c in target for c in "\r\n\\\t") or len(target) > 8192:
         return ""
     if target.startswith("/"):
         return "" if target.startswith("//") else target

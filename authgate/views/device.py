@@ -9,7 +9,7 @@ from pyramid.view import view_config
 
 from authgate.audit import record
 from authgate.models import utcnow
-from authgate.services import devices, scopes
+from authgate.services import consents, devices, scopes
 from authgate.views._common import login_redirect
 
 ERRORS = {
@@ -83,6 +83,9 @@ def device_verify(request):
     approve = action == "approve"
     if not devices.decide(request.dbsession, row, user, approve=approve):
         return _entry_page(request, typed, "decided")
+    if approve:
+        consents.upsert(request.dbsession, user_id=user.id, client=client,
+                        scopes=row.scopes.split(), request=request, via="device")
     event = "DEVICE_CODE_AUTHORIZED" if approve else "DEVICE_CODE_DENIED"
     record(request, event,
            action=f"{user.username} {'authorized' if approve else 'denied'} a device for "

@@ -7,7 +7,18 @@ import logging
 from pyramid.view import view_config
 
 from authgate.audit import CRITICAL, record
-from authgate.services import clients, devices, refresh, scopes, tokens
+from authgate.models import User
+from authgate.services import (
+    authorize,
+    clientcreds,
+    clients,
+    consents,
+    devices,
+    oidc,
+    refresh,
+    scopes,
+    tokens,
+)
 from authgate.services.errors import OAuthError
 from authgate.views._common import client_credentials, oauth_error, oauth_json, request_params
 
@@ -79,20 +90,14 @@ def _device_code_grant(request, params: dict[str, str]) -> dict:
                          "The device authorization grant is not enabled for this client")
     row = devices.redeem(db, device_code, client)
     settings = request.authgate.settings
+    # Linked to the consent the approval recorded, so revoking it revokes them.
+    consent = consents.find_active(db, row.user_id, client.client_id)
     issued = tokens.issue(db, request.authgate.signer, settings, subject=row.user_id,
                           client=client, scopes=row.scopes.split(),
-                          grant_type=devices.DEVICE_GRANT)
-    common = {"actor_user_id": row.user_id, "resource_type": "TOKEN",
-              "resource_name": client.name}
-    record(request, "ACCESS_TOKEN_ISSUED", action=f"Access token issued to {client.name} "
-           "(device flow)", resource_id=issued.access.id, **common,
-           details={"client_id": client.client_id, "scopes": issued.access.scopes,
-                    "grant_type": "device_code"})
-    if issued.refresh is not None:
-        record(request, "REFRESH_TOKEN_ISSUED", action=f"Refresh token issued to "
-               f"{client.name} (device flow)", resource_id=issued.refresh.id, **common,
-               details={"client_id": client.client_id, "scopes": issued.refresh.scopes,
-                        "grant_type": "device_code"})
+                          grant_type=devices.DEVICE_GRANT,
+                          authorization_id=consent.id if consent is not None else None)
+    _token_events(request, issued, client=client, user_id=row.user_id, flow="device flow",
+                  grant_type="device_code")
     return issued.response()
 
 
@@ -143,8 +148,138 @@ def _refresh_token_grant(request, params: dict[str, str]) -> dict:
     return issued.response()
 
 
+def _token_events(request, issued: tokens.IssuedTokens, *, client, user_id: str,
+                  flow: str, grant_type: str) -> None:
+    common = {"actor_user_id": user_id, "resource_type": "TOKEN", "resource_name": client.name}
+    record(request, "ACCESS_TOKEN_ISSUED", action=f"Access token issued to {client.name} "
+           f"({flow})", resource_id=issued.access.id, **common,
+           details={"client_id": client.client_id, "scopes": issued.access.scopes,
+                    "grant_type": grant_type})
+    if issued.refresh is not None:
+        record(request, "REFRESH_TOKEN_ISSUED", action=f"Refresh token issued to "
+               f"{client.name} ({flow})", resource_id=issued.refresh.id, **common,
+               details={"client_id": client.client_id, "scopes": issued.refresh.scopes,
+                        "grant_type": grant_type})
+
+
+def _authorization_code_grant(request, params: dict[str, str]) -> dict:
+    """RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.5) and OpenID Connect (Core §3.1.3)."""
+    client_id, secret, basic = client_credentials(request, params)
+    code, redirect_uri = params.get("code", ""), params.get("redirect_uri", "")
+    if not code:
+        raise OAuthError("invalid_request", "code is required")
+    if not redirect_uri:
+        raise OAuthError("invalid_request", "redirect_uri is required")
+    if not client_id:
+        raise OAuthError("invalid_request", "client_id is required (or authenticate with "
+                                            "HTTP Basic)")
+    db = request.dbsession
+    client = clients.authenticate(db, client_id, secret, basic=basic)
+    clients.require_active(client)
+    if not client.enable_auth_code_flow:
+        raise OAuthError("unauthorized_client",
+                         "The authorization code grant is not enabled for this client")
+    try:
+        row = authorize.redeem(db, client=client, code=code, redirect_uri=redirect_uri,
+                               code_verifier=params.get("code_verifier", ""))
+    except authorize.CodeReplayed as replay:
+        # The revocation is in this transaction; token() answers with the error
+        # response (no exception leaves the view), so pyramid_tm commits it.
+        log.warning("authorization code replayed: client %s, code %s, %d tokens revoked",
+                    client.client_id, replay.row.uuid, replay.revoked)
+        record(request, "SUSPICIOUS_ACTIVITY", severity=CRITICAL, success=False,
+               actor_user_id=replay.row.user_id,
+               action=f"Authorization code of {client.name} used twice; the tokens issued "
+                      "from it were revoked",
+               resource_type="AUTHORIZATION", resource_id=replay.row.uuid,
+               resource_name=client.name, error_message="Authorization code reuse detected",
+               details={"client_id": client.client_id, "tokens_revoked": replay.revoked,
+                        "reason": "authorization_code_reuse"})
+        raise
+    user = db.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise OAuthError("invalid_grant", "The user who approved this code is no longer "
+                                          "active")
+    consent = consents.find_active(db, row.user_id, client.client_id)
+    if consent is None:
+        raise OAuthError("invalid_grant", "The authorization was revoked")
+    granted = row.scopes.split()
+    settings, signer = request.authgate.settings, request.authgate.signer
+    issued = tokens.issue(db, signer, settings, subject=row.user_id, client=client,
+                          scopes=granted, grant_type=authorize.GRANT_TYPE,
+                          authorization_id=consent.id, authorization_code_id=row.id)
+    pkce = bool(row.code_challenge)
+    record(request, "AUTHORIZATION_CODE_EXCHANGED", actor_user_id=row.user_id,
+           action=f"Authorization code exchanged by {client.name}",
+           resource_type="AUTHORIZATION", resource_id=row.uuid, resource_name=client.name,
+           details={"client_id": client.client_id, "scopes": row.scopes, "pkce": pkce,
+                    "redirect_uri": row.redirect_uri,
+                    "client_auth": "none" if client.is_public else
+                    ("client_secret_basic" if basic else "client_secret_post")})
+    _token_events(request, issued, client=client, user_id=row.user_id,
+                  flow="authorization code", grant_type=authorize.GRANT_TYPE)
+    body = issued.response()
+    if oidc.OPENID in granted:
+        body["id_token"] = oidc.id_token(
+            signer, settings, user=user, client=client, scopes=granted,
+            access_token=issued.access_token, nonce=row.nonce,
+            auth_time=authorize.auth_time_of(code))
+        record(request, "ID_TOKEN_ISSUED", actor_user_id=row.user_id,
+               action=f"ID token issued to {client.name}", resource_type="TOKEN",
+               resource_id=issued.access.id, resource_name=client.name,
+               details={"client_id": client.client_id, "scopes": row.scopes,
+                        "nonce": bool(row.nonce)})
+    return body
+
+
+def _client_credentials_grant(request, params: dict[str, str]) -> dict:
+    """RFC 6749 §4.4: confidential clients only, authenticated by Basic or form.
+
+    A public client is answered 401 ``invalid_client`` rather than 400
+    ``unauthorized_client``: §4.4 says the grant "MUST only be used by
+    confidential clients" because it rests entirely on client authentication
+    (§4.4.2 "the client MUST authenticate"), and a public client has no
+    credentials to authenticate with.  §5.2 defines ``unauthorized_client`` for
+    an *authenticated* client lacking permission and ``invalid_client`` for
+    "no client authentication included" -- the public client's case.  A
+    confidential client without the flag enabled did authenticate, so it gets
+    ``unauthorized_client``.
+    """
+    client_id, secret, basic = client_credentials(request, params)
+    auth_header = {"WWW-Authenticate": 'Basic realm="authgate"'}
+    if not client_id:
+        raise OAuthError("invalid_client", "Client authentication required: send client_id "
+                                           "and client_secret (HTTP Basic or form)", 401,
+                         auth_header)
+    db = request.dbsession
+    known = clients.get_client(db, client_id)
+    if known is not None and known.is_public:
+        raise OAuthError("invalid_client", "Public clients cannot use the client credentials "
+                                           "grant: it requires client authentication", 401,
+                         auth_header)
+    client = clients.authenticate(db, client_id, secret, basic=True)
+    if not client.is_active:
+        raise OAuthError("invalid_client", "Client is not active", 401, auth_header)
+    if not client.enable_client_credentials_flow:
+        raise OAuthError("unauthorized_client",
+                         "The client credentials grant is not enabled for this client")
+    settings = request.authgate.settings
+    issued = clientcreds.issue(db, request.authgate.signer, settings, client=client,
+                               scope=params.get("scope"))
+    record(request, "CLIENT_CREDENTIALS_TOKEN_ISSUED",
+           actor_user_id=clientcreds.subject(client), actor_username=client.name,
+           action=f"Access token issued to {client.name} (client credentials)",
+           resource_type="TOKEN", resource_id=issued.access.id, resource_name=client.name,
+           details={"client_id": client.client_id, "scopes": issued.access.scopes,
+                    "grant_type": clientcreds.GRANT_TYPE,
+                    "client_auth": "client_secret_basic" if basic else "client_secret_post"})
+    return issued.response()
+
+
 GRANTS = {
+    authorize.GRANT_TYPE: _authorization_code_grant,
     devices.DEVICE_GRANT: _device_code_grant,
     refresh.GRANT_TYPE: _refresh_token_grant,
+    clientcreds.GRANT_TYPE: _client_credentials_grant,
 }
 SUPPORTED_GRANTS = tuple(GRANTS)
