@@ -156,6 +156,8 @@ def test_example_plugin_from_a_wheel(make_app, example_build, tmp_path):
     assert "auth_example" not in installed_plugin_names()  # gone with the site directory
 
 
+NO_DRIVER = {"DATABASE_DRIVER": ""}
+
 THROWAWAY_PYPROJECT = """\
 [build-system]
 requires = ["setuptools>=68"]
@@ -222,7 +224,8 @@ def test_throwaway_distribution_selected_by_the_ini(make_app, tmp_path):
     with importable(site, "authgate_throwaway_store"):
         settings = dict(appconfig(f"config:{ini}"))
         assert settings["authgate.store"] == "throwaway_sqlite"
-        handle = make_app(settings=settings)
+        # DATABASE_DRIVER="" (unset): the ini's store, whatever --authgate-store says.
+        handle = make_app(settings=settings, environ=NO_DRIVER)
         store = handle.runtime.store
         assert store.name == "throwaway_sqlite"
         assert store.describe().startswith("throwaway sqlite:///")
@@ -241,4 +244,4 @@ def test_throwaway_distribution_selected_by_the_ini(make_app, tmp_path):
 
     assert "throwaway_store" not in installed_plugin_names()
     with pytest.raises(ConfigurationError, match="Unknown store 'throwaway_sqlite'"):
-        make_app(settings={"authgate.store": "throwaway_sqlite"})
+        make_app(settings={"authgate.store": "throwaway_sqlite"}, environ=NO_DRIVER)
