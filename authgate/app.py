@@ -196,6 +196,7 @@ def make_app_from_runtime(runtime: Runtime, raw: Mapping[str, Any] | None = None
         config.set_default_csrf_options(require_csrf=True)
         config.include("authgate.security")
         config.include("authgate.views")
+        config.include("authgate.views.admin")  # admin console, account pages, self-service apps
         config.include("authgate.ratelimit")
         config.include("authgate.metrics")
         for offered_list in runtime.selected.values():

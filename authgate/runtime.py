@@ -41,5 +41,9 @@ class Runtime:
     def close(self) -> None:
         if self.jobs is not None:
             self.jobs.stop()
+        for source in self.auth.sources:  # e.g. the HTTP-API source's connection pool
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
         self.audit.close()
         self.engine.dispose()

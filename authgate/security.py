@@ -100,6 +100,8 @@ def template_globals(event) -> None:
     # Navigation only links to consoles that are installed in this app.
     mapper = request.registry.queryUtility(IRoutesMapper)
     event.setdefault("admin_url", "/admin" if mapper and mapper.get_route("admin") else None)
+    event.setdefault("account_url", "/account/sessions"
+                     if mapper and mapper.get_route("account_sessions") else None)
 
 
 def includeme(config: Configurator) -> None:

@@ -24,4 +24,4 @@ def health(request):
 
 @view_config(route_name="home")
 def home(request):
-    return HTTPFound(location="/device")
+    return HTTPFound(location="/account/sessions")

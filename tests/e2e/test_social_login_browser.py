@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from e2e_support import screenshot
+from e2e_support import ADMIN_PASSWORD, screenshot
 
 from authgate.testing.fake_oauth_provider import KINDS, FakeOAuthProvider
 
@@ -231,6 +231,35 @@ def test_disabled_user_is_refused(social_server, fake, page):
     page.goto(server.url + "/device")
     assert page.url.startswith(server.url + "/login")
 
+
+def test_admin_lists_and_unlinks_connections(social_server, fake, browser):
+    server = social_server()
+    person = fake.add_user("gitea", login="nina", email="nina@example.com")
+    user_ctx, user = new_page(browser)
+    admin_ctx, admin = new_page(browser, {"width": 1280, "height": 900})
+    try:
+        user.goto(server.url + "/login")
+        through_provider(user, "gitea", person.login)
+        assert nav_user(user) == "nina"
+        ((user_id,),) = db_rows(server, "SELECT id FROM users WHERE username = 'nina'")
+
+        admin.goto(server.url + "/login")
+        admin.fill("#username", "admin")
+        admin.fill("#password", ADMIN_PASSWORD)
+        admin.click("#login-submit")
+        admin.wait_for_load_state()
+        admin.goto(f"{server.url}/admin/users/{user_id}/connections")
+        table = admin.inner_text("table")
+        assert "gitea" in table and "nina" in table and "nina@example.com" in table
+        screenshot(admin, "social-08-admin-linked-accounts")
+        admin.click("details.confirm > summary")
+        admin.click("details.confirm button[type=submit]")
+        admin.wait_for_load_state()
+        assert "No linked accounts." in admin.inner_text("table")
+        assert db_rows(server, "SELECT count(*) FROM oauth_connections") == [(0,)]
+    finally:
+        user_ctx.close()
+        admin_ctx.close()
 
 
 def test_tampered_state_and_provider_denial_are_refused(social_server, fake, page):

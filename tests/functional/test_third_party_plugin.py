@@ -30,13 +30,23 @@ from authgate.testing import ADMIN_PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "authgate-auth-example"
-USERS = "alice:secret1 bob:secret2"
+
+
+def write_users(path: Path, site: Path) -> Path:
+    """A users file for the example, made with the installed package's own command."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    lines = [run(sys.executable, "-m", "authgate_auth_example", name, env=env,
+                 input=password + "\n").stdout.strip()
+             for name, password in (("alice", "secret1"), ("bob", "secret2"))]
+    path.write_text("# example users\n" + "\n".join(lines) + "\n")
+    return path
 
 
 def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-        ) -> subprocess.CompletedProcess:
+        input: str | None = None) -> subprocess.CompletedProcess:
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=600, check=False)
+                            timeout=600, check=False, input=input)
     assert result.returncode == 0, (f"{' '.join(args)} failed ({result.returncode}):\n"
                                     f"{result.stdout}\n{result.stderr}")
     return result
@@ -96,6 +106,7 @@ def test_example_plugin_from_a_wheel(make_app, example_build, tmp_path):
     documented = docs.render()
     site = tmp_path / "site"
     pip_install(wheel, site)
+    users = str(write_users(tmp_path / "users.txt", site))
 
     with importable(site, "authgate_auth_example"):
         assert "auth_example" in installed_plugin_names()
@@ -105,12 +116,12 @@ def test_example_plugin_from_a_wheel(make_app, example_build, tmp_path):
         assert [s.name for s in handle.runtime.auth.sources] == ["local"]
 
         handle = make_app(settings={"authgate.auth_sources": "local example",
-                                    "authgate.example_auth_users": USERS})
+                                    "authgate.example_auth_users_file": users})
         offers = handle.runtime.selected["auth_source"]
         assert [(o.spec.name, o.plugin) for o in offers] == [("local", "auth_local"),
                                                             ("example", "auth_example")]
         assert offers[1].distribution == "authgate-auth-example 0.1.0"
-        assert handle.runtime.spec.owners["example_auth_users"] == "auth_example"
+        assert handle.runtime.spec.owners["example_auth_users_file"] == "auth_example"
 
         identity = auth(handle, "alice", "secret1")
         assert (identity.username, identity.auth_source, identity.external_id) == (
@@ -125,14 +136,14 @@ def test_example_plugin_from_a_wheel(make_app, example_build, tmp_path):
         pinned = " ".join([*bundled, "auth_example"])
         handle = make_app(settings={"authgate.plugins": pinned,
                                     "authgate.auth_sources": "example local",
-                                    "authgate.example_auth_users": USERS})
+                                    "authgate.example_auth_users_file": users})
         assert auth(handle, "bob", "secret2").auth_source == "example"
 
         # ... one that does not name it keeps it out, and says what is available.
         with pytest.raises(ConfigurationError) as info:
             make_app(settings={"authgate.plugins": " ".join(bundled),
                                "authgate.auth_sources": "local example",
-                               "authgate.example_auth_users": USERS})
+                               "authgate.example_auth_users_file": users})
         message = str(info.value)
         assert "Unknown auth source 'example'" in message
         assert "Available: local (from authgate " in message
@@ -245,3 +256,24 @@ def test_throwaway_distribution_selected_by_the_ini(make_app, tmp_path):
     assert "throwaway_store" not in installed_plugin_names()
     with pytest.raises(ConfigurationError, match="Unknown store 'throwaway_sqlite'"):
         make_app(settings={"authgate.store": "throwaway_sqlite"}, environ=NO_DRIVER)
+
+
+def test_writing_plugins_guide_quotes_the_example():
+    """docs/writing-plugins.md quotes the example's code verbatim, and covers the path."""
+    import re
+
+    guide = (ROOT / "docs" / "writing-plugins.md").read_text(encoding="utf-8")
+    marker = "<!-- from examples/authgate-auth-example/authgate_auth_example.py -->"
+    quoted = re.findall(re.escape(marker) + r"\n```python\n(.*?)```", guide, re.S)
+    assert len(quoted) >= 4
+    module = (EXAMPLE / "authgate_auth_example.py").read_text(encoding="utf-8")
+    for block in quoted:
+        assert block in module, f"the guide's quote is out of date:\n{block}"
+    pyproject = (EXAMPLE / "pyproject.toml").read_text(encoding="utf-8")
+    assert '[project.entry-points.authgate]\nauth_example = "authgate_auth_example"' in guide
+    assert '[project.entry-points.authgate]\nauth_example = "authgate_auth_example"' in pyproject
+    for phrase in ("authgate_add_settings", "authgate_register_auth_sources",
+                   "AuthSourceContract", 'pytest_plugins = ["authgate.testing"]', "make_app",
+                   "authgate.auth_sources = local example", "authgate.plugins",
+                   "AuthRejected", "AuthUnavailable", "Identity", "None", "(plugins.md)"):
+        assert phrase in guide, phrase
