@@ -1,0 +1,1 @@
+"""AuthGate load benchmark (``python -m bench``; see bench/README.md)."""
