@@ -149,7 +149,8 @@ def build_runtime(raw: Mapping[str, Any], environ: Mapping[str, str],
 
     runtime = Runtime(settings=settings, spec=spec, pm=pm, store=store, engine=engine,
                       session_factory=get_session_factory(engine), signer=signer,
-                      auth=AuthChain(sources), audit=AuditDispatcher(sinks),
+                      auth=AuthChain(sources), audit=AuditDispatcher(
+                          sinks, enabled=settings.enable_audit_logging),
                       selected=selected)
     if prepare_db and (settings.auto_migrate or is_empty(engine)):
         migrate(engine)
@@ -197,8 +198,11 @@ def make_app_from_runtime(runtime: Runtime, raw: Mapping[str, Any] | None = None
         config.include("authgate.security")
         config.include("authgate.views")
         config.include("authgate.views.admin")  # admin console, account pages, self-service apps
+        config.include("authgate.openapi")  # GET /openapi.json
         config.include("authgate.ratelimit")
         config.include("authgate.metrics")
+        config.include("authgate.cors")  # CORS_ENABLED: the /oauth/* API, preflight included
+        config.include("authgate.logsetup")  # LOG_LEVEL over the ini's logging levels
         for offered_list in runtime.selected.values():
             for offered in offered_list:
                 if offered.spec.includeme is not None:

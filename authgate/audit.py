@@ -4,6 +4,14 @@ Each sink is isolated: an exception in one is logged (with the events it
 failed to take, so nothing is lost silently) and never stops the other sinks
 or the request.  Within a request, events are delivered after the transaction
 commits; failure events are delivered even when it aborts.
+
+Delivery is synchronous: an event is in every sink before the response that
+caused it is sent, so a shutdown has nothing buffered to flush.
+
+``ENABLE_AUDIT_LOGGING=false`` switches the sinks off (nothing is written, the
+admin audit pages stay empty); in-process observers such as the Prometheus
+metrics still see every event.  :data:`EVENT_TYPES` lists every event type
+the product emits.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from authgate.interfaces import AuditEvent, IAuditSink
 from authgate.models.meta import new_uuid
+from authgate.settings import Setting
 
 if TYPE_CHECKING:
     from pyramid.request import Request
@@ -24,6 +33,68 @@ if TYPE_CHECKING:
 log = logging.getLogger("authgate.audit")
 
 INFO, WARNING, ERROR, CRITICAL = "INFO", "WARNING", "ERROR", "CRITICAL"
+
+SETTINGS: list[Setting] = [
+    Setting("enable_audit_logging", "ENABLE_AUDIT_LOGGING", "bool", True, section="Audit",
+            help="Write audit events to the audit sinks (AUTHGATE_AUDIT_SINKS: the "
+                 "`audit_logs` table behind the admin audit pages, and/or JSON lines on "
+                 "the `authgate.audit.events` logger). false: nothing is written and the "
+                 "admin audit pages stay empty; Prometheus metrics, which count events "
+                 "in-process, keep working."),
+]
+
+# Every event type the product emits (reference 9.1 plus DEVICE_CODE_DENIED, LOGOUT,
+# AUTHORIZATION_CODE_DENIED and AUDIT_LOG_EXPORTED), with what it records.  A test
+# checks that every event type in the code is listed here.
+EVENT_TYPES: dict[str, str] = {
+    "AUTHENTICATION_SUCCESS": "A user signed in with a password (local or HTTP API).",
+    "AUTHENTICATION_FAILURE": "A password sign-in failed (WARNING), or the sign-in source "
+                              "was unavailable (ERROR).",
+    "LOGOUT": "A user signed out.",
+    "OAUTH_AUTHENTICATION": "A user signed in with a social provider (GitHub, Gitea, "
+                            "GitLab, Microsoft), or that sign-in was refused.",
+    "DEVICE_CODE_GENERATED": "A device asked for a device code / user code pair.",
+    "DEVICE_CODE_AUTHORIZED": "A user approved a device.",
+    "DEVICE_CODE_DENIED": "A user denied a device.",
+    "ACCESS_TOKEN_ISSUED": "An access token was issued (device or authorization code grant).",
+    "REFRESH_TOKEN_ISSUED": "A refresh token was issued (or rotated).",
+    "ID_TOKEN_ISSUED": "An OpenID Connect ID token was issued.",
+    "TOKEN_REFRESHED": "A refresh token was exchanged for a new access token.",
+    "TOKEN_REVOKED": "A token was revoked (by its user, an admin, or POST /oauth/revoke).",
+    "TOKEN_DISABLED": "A token was disabled (can be enabled again).",
+    "TOKEN_ENABLED": "A disabled token was enabled again.",
+    "TOKEN_INTROSPECTED": "A client introspected a known token (RFC 7662).",
+    "CLIENT_CREATED": "An OAuth client was created (admin, self-service app, CLI or "
+                      "dynamic registration).",
+    "CLIENT_REGISTERED": "A client registered itself at POST /oauth/register (RFC 7591); "
+                         "it is pending approval.",
+    "CLIENT_UPDATED": "An OAuth client was changed.",
+    "CLIENT_DELETED": "An OAuth client was deleted (WARNING).",
+    "CLIENT_SECRET_REGENERATED": "A client secret was created or regenerated (WARNING).",
+    "CLIENT_APPROVED": "An administrator approved a pending client.",
+    "CLIENT_REJECTED": "An administrator rejected a pending client.",
+    "CLIENT_TOKENS_REVOKED_ALL": "Every token and consent of a client was revoked (CRITICAL).",
+    "CLIENT_CREDENTIALS_TOKEN_ISSUED": "A client obtained a token with its own credentials.",
+    "USER_CREATED": "A user was created (admin console or CLI).",
+    "USER_UPDATED": "A user's profile was changed.",
+    "USER_ROLE_CHANGED": "A user's role changed (WARNING).",
+    "USER_PASSWORD_RESET": "A user's password was reset (WARNING).",
+    "USER_DELETED": "A user was deleted (WARNING).",
+    "USER_DISABLED": "A user was disabled and their tokens revoked (WARNING).",
+    "USER_ENABLED": "A disabled user was enabled again.",
+    "OAUTH_CONNECTION_DELETED": "An administrator unlinked a social-login connection "
+                                "(WARNING).",
+    "USER_AUTHORIZATION_GRANTED": "A user gave a client consent (authorize or device "
+                                  "approval).",
+    "USER_AUTHORIZATION_REVOKED": "A consent was revoked, with the tokens issued under it.",
+    "AUTHORIZATION_CODE_GENERATED": "An authorization code was issued.",
+    "AUTHORIZATION_CODE_EXCHANGED": "An authorization code was exchanged for tokens.",
+    "AUTHORIZATION_CODE_DENIED": "A user denied a client on the consent page.",
+    "RATE_LIMIT_EXCEEDED": "A request was refused with 429 (WARNING).",
+    "SUSPICIOUS_ACTIVITY": "A refresh token or authorization code was reused; its token "
+                           "family was revoked (CRITICAL).",
+    "AUDIT_LOG_EXPORTED": "An administrator exported audit events as CSV.",
+}
 
 # Redaction is by exact key (case-insensitive), never by substring: a key such
 # as "token_profile" or "tokens_revoked" is data, not a secret.
@@ -68,7 +139,7 @@ class AuditDispatcher:
 
     def __init__(self, sinks: Sequence[IAuditSink], enabled: bool = True):
         self.sinks = list(sinks)
-        self.enabled = enabled and bool(self.sinks)
+        self.enabled = enabled and bool(self.sinks)  # ENABLE_AUDIT_LOGGING
         self._lock = threading.Lock()
         self.failures = 0  # events a sink failed to take (also a metric later)
         self.observers: list[AuditObserver] = []

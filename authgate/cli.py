@@ -136,6 +136,9 @@ def listen_address(value: str) -> str:
     return f"{match['host'] or 'localhost'}:{int(match['port'])}"
 
 
+MAX_REQUEST_BODY_SIZE = 4 * 1024 * 1024
+
+
 def waitress_options(settings: Settings, server_section: Mapping[str, str]) -> dict[str, Any]:
     """Keyword arguments for ``waitress.create_server``.
 
@@ -163,6 +166,16 @@ def waitress_options(settings: Settings, server_section: Mapping[str, str]) -> d
                                      "expected a whole number") from None
     else:
         options["threads"] = settings.server_threads
+    # waitress removes X-Forwarded-For from every request unless told otherwise;
+    # the app itself trusts the header only from TRUSTED_PROXIES
+    # (authgate.security.client_ip), so let it through unless the ini configures
+    # waitress's own proxy handling.
+    if "trusted_proxy" not in options:
+        options.setdefault("clear_untrusted_proxy_headers", False)
+    # A backstop against disk/memory abuse (waitress's own default is 1 GiB); the
+    # app itself refuses bodies over 1 MiB with an OAuth error or a page
+    # (authgate.security.MAX_BODY_BYTES), so this is set above that.
+    options.setdefault("max_request_body_size", MAX_REQUEST_BODY_SIZE)
     return options
 
 
@@ -371,12 +384,6 @@ def create_oauth_client(db: Session, *, name: str, confidential: bool = False,
 # ---------------------------------------------------------------------------
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    # waitress's run loop treats SystemExit like Ctrl-C: it stops accepting,
-    # lets the worker threads finish (up to 5 s) and returns.
-    raise SystemExit(0)
-
-
 def _shown(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
@@ -430,6 +437,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     setup_logging(path, environ)
     server_section = read_server_section(path)
     runtime = build_runtime(raw, environ)
+    app = None
     try:
         settings = runtime.settings
         options = waitress_options(settings, server_section)
@@ -456,16 +464,22 @@ def cmd_server(args: argparse.Namespace) -> int:
         log.info("Verification URL: %s/device", settings.base_url.rstrip("/"))
         log.info("Users open the verification URL and enter the user_code their device "
                  "shows; admins sign in at %s/login", settings.base_url.rstrip("/"))
-        previous = signal.signal(signal.SIGTERM, _terminate)
+        from authgate.shutdown import GracefulServer
+
+        # SIGTERM / SIGINT: stop accepting, let requests in progress finish (up to
+        # SERVER_SHUTDOWN_TIMEOUT), then close Redis, the audit sinks and the database.
+        graceful = GracefulServer(server, settings.server_shutdown_timeout.total_seconds())
+        previous = graceful.install_signal_handlers()
         try:
-            server.run()
+            graceful.serve()
         finally:
-            signal.signal(signal.SIGTERM, previous)
-            with contextlib.suppress(Exception):
-                server.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         log.info("Server stopped")
     finally:
-        runtime.close()
+        from authgate.shutdown import close_runtime
+
+        close_runtime(runtime, app.registry if app is not None else None)
     return EXIT_OK
 
 

@@ -4,6 +4,11 @@ The cookiecutter pattern: ``request.dbsession`` is a session joined to the
 request's transaction manager (pyramid_tm, explicit mode), so a view never
 commits by hand and an exception rolls everything back.  pyramid_retry
 re-runs a request that hit a serialization conflict or a locked SQLite file.
+
+``DB_LOG_LEVEL`` (the Go original's GORM log level) sets how much SQLAlchemy
+logs: ``info`` echoes every SQL statement with its parameters through the
+``sqlalchemy.engine`` logger, ``warn`` (the default) and ``error`` only
+problems, ``silent`` nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from authgate.settings import Setting
+
 if TYPE_CHECKING:
     from pyramid.config import Configurator
     from pyramid.request import Request
@@ -25,6 +32,42 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ALEMBIC_DIR = Path(__file__).parent / "alembic"
+
+DB_LOG_LEVELS = ("silent", "error", "warn", "info")
+
+SETTINGS: list[Setting] = [
+    Setting("db_log_level", "DB_LOG_LEVEL", "str", "warn", choices=DB_LOG_LEVELS,
+            section="Logging",
+            help="SQL logging (the Go original's GORM log level): `info` logs every SQL "
+                 "statement and its parameters on the `sqlalchemy.engine` logger (can "
+                 "expose data in the logs: debugging only); `warn` and `error` only "
+                 "problems; `silent` nothing. Left unset, LOG_LEVEL=DEBUG (or "
+                 "GIN_MODE=debug) also turns SQL logging on."),
+]
+_SQLALCHEMY_LEVELS = {"silent": logging.CRITICAL + 10, "error": logging.ERROR,
+                      "warn": logging.WARNING, "info": logging.WARNING}
+
+
+def parse_db_log_level(value: str) -> str:
+    """A DB_LOG_LEVEL value, or ConfigurationError naming what is accepted."""
+    lowered = str(value).strip().lower()
+    if lowered not in DB_LOG_LEVELS:
+        from authgate.errors import ConfigurationError
+
+        raise ConfigurationError(f"Invalid value for DB_LOG_LEVEL: {value!r}; expected one "
+                                 "of " + ", ".join(DB_LOG_LEVELS))
+    return lowered
+
+
+def apply_db_log_level(level: str) -> None:
+    """Set the SQLAlchemy loggers for ``level`` (silent, error, warn, info).
+
+    SQLAlchemy checks the ``sqlalchemy.engine`` logger on every new connection,
+    so this takes effect on the running engine without ``echo=True``.
+    """
+    logging.getLogger("sqlalchemy").setLevel(_SQLALCHEMY_LEVELS[level])
+    logging.getLogger("sqlalchemy.engine").setLevel(
+        logging.INFO if level == "info" else logging.NOTSET)
 
 
 def get_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -58,6 +101,10 @@ def _is_retryable(exc: BaseException) -> bool:
 
 def includeme(config: Configurator) -> None:
     import pyramid_tm
+    runtime = getattr(config.registry, "authgate", None)
+    if runtime is not None and runtime.settings.source("db_log_level") != "default":
+        # Set explicitly: wins over LOG_LEVEL and the ini file's sqlalchemy logger.
+        apply_db_log_level(runtime.settings.db_log_level)
     settings = config.get_settings()
     settings["tm.manager_hook"] = pyramid_tm.explicit_manager
     settings.setdefault("retry.attempts", 3)

@@ -61,12 +61,60 @@ def log_out(request: Request) -> None:
     request.session.invalidate()
 
 
+# No request to this app needs more: OAuth requests and console forms are a few KiB.
+# Refused before anything reads the body, whatever the WSGI server's own limit is
+# (waitress accepts 1 GiB unless max_request_body_size says otherwise).
+MAX_BODY_BYTES = 1024 * 1024
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _refuse(request: Request, status: int, title: str, description: str):
+    """A 4xx answered before the view (no session, no database): JSON on the API,
+    a minimal page elsewhere."""
+    from html import escape
+
+    from pyramid.response import Response
+
+    from authgate.views._common import oauth_json
+    from authgate.views.errors import _wants_json
+
+    if _wants_json(request):
+        return oauth_json({"error": "invalid_request", "error_description": description},
+                          status)
+    return Response(status=status, content_type="text/html", charset="utf-8",
+                    text=f"<!doctype html><title>{escape(title)}</title>"
+                         f"<h1>{escape(title)}</h1><p>{escape(description)}.</p>")
+
+
+def _bad_body(request: Request):
+    """The refusal for a body the app must not read, or None.
+
+    Too large: over MAX_BODY_BYTES (413).  Unparseable: a form that webob cannot
+    parse (a multipart body without or with a broken boundary raises ValueError /
+    TypeError in ``request.POST``), 400 instead of a 500 from whichever view or
+    CSRF check reads the form first.  The parsed form is cached by webob.
+    """
+    if (request.content_length or 0) > MAX_BODY_BYTES:
+        return _refuse(request, 413, "Request too large",
+                       f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB")
+    if request.method in ("POST", "PUT", "PATCH") and request.content_type in FORM_TYPES:
+        try:
+            request.POST  # noqa: B018 - parse now, inside the guard
+        except Exception:  # webob's multipart parser fails in several ways
+            return _refuse(request, 400, "Bad request", "The form body cannot be parsed")
+    return None
+
+
 def security_headers_tween_factory(handler, registry):
     hsts = registry.authgate.settings.base_url.startswith("https://")
 
     def tween(request: Request):
         started = time.perf_counter()
-        response = handler(request)
+        response = _bad_body(request)
+        if response is None:
+            response = handler(request)
         headers = response.headers
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")

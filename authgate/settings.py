@@ -376,7 +376,10 @@ CORE_SETTINGS: list[Setting] = [
 # ``SETTINGS`` list (kept beside the code that reads them).
 CORE_SETTING_MODULES: tuple[str, ...] = ("authgate.services.cleanup", "authgate.ratelimit",
                                           "authgate.metrics", "authgate.services.authorize",
-                                          "authgate.services.clientcreds")
+                                          "authgate.services.clientcreds",
+                                          "authgate.services.registration", "authgate.cors",
+                                          "authgate.audit", "authgate.db", "authgate.logsetup",
+                                          "authgate.shutdown")
 
 
 def core_spec() -> SettingsSpec:

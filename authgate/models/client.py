@@ -33,6 +33,10 @@ class OAuthClient(Base):
     project: Mapped[str] = mapped_column(String(64), default="")
     service_account: Mapped[str] = mapped_column(String(255), default="")
     created_by: Mapped[str] = mapped_column(String(36), default="")
+    # RFC 7592: SHA-256 hex of the registration access token of a client created by
+    # dynamic registration (authgate.services.registration); empty otherwise.
+    registration_access_token_hash: Mapped[str] = mapped_column(String(64), default="",
+                                                                server_default="")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

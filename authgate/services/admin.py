@@ -955,6 +955,9 @@ class AuditQuery:
     def parse(cls, params: Mapping[str, Any]) -> tuple[AuditQuery, dict[str, str]]:
         """(query, errors); a field with an error is left out of the query."""
         raw = {key: str(params.get(key, "")).strip()[:255] for key in cls.FIELDS}
+        # NUL is dropped from the free-text search as in the other search boxes
+        # (views/admin/_base.search_param); exact filters keep it and match nothing.
+        raw["search"] = raw["search"].replace("\x00", "").strip()
         errors: dict[str, str] = {}
         query = cls(raw={k: v for k, v in raw.items() if v})
         query.event_type = raw["event_type"].upper()

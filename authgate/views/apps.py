@@ -9,7 +9,7 @@ from __future__ import annotations
 from authgate.audit import WARNING, record
 from authgate.services import admin as svc
 from authgate.services import scopes
-from authgate.views.admin._base import T, flash, page_args, param, problem, see_other
+from authgate.views.admin._base import T, flash, page_args, problem, search_param, see_other
 
 FORM = T + "apps/form.jinja2"
 SECRET = T + "admin/client_secret.jinja2"  # with the account layout
@@ -29,7 +29,7 @@ def _secret_page(client, secret: str | None, reason: str) -> dict:
 
 def apps_list(request):
     page, size = page_args(request)
-    result = svc.list_clients(request.dbsession, search=param(request, "search"),
+    result = svc.list_clients(request.dbsession, search=search_param(request),
                               owner_id=request.current_user.id, page=page, page_size=size)
     return {"page": result, "filters": result.params, "nav": "apps"}
 

@@ -54,8 +54,13 @@ def _error_redirect(request, exc: authorize.AuthorizeError) -> HTTPFound:
 
 
 def _params(multidict) -> dict[str, list[str]]:
-    return {key: [v for v in multidict.getall(key) if isinstance(v, str)]
-            for key in multidict}
+    # One pass (getall() per key would be quadratic in the number of parameters).
+    params: dict[str, list[str]] = {}
+    for key, value in multidict.items():
+        values = params.setdefault(key, [])
+        if isinstance(value, str):
+            values.append(value)
+    return params
 
 
 def _validate(request, source):

@@ -8,7 +8,7 @@ from pyramid.exceptions import BadCSRFOrigin, BadCSRFToken
 from pyramid.httpexceptions import HTTPException
 from pyramid.renderers import render_to_response
 from pyramid.view import exception_view_config, notfound_view_config
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from authgate.views._common import oauth_json
 
@@ -30,8 +30,39 @@ def _page(request, status: int, title: str, message: str, hint: str | None = Non
     return response
 
 
+def _allowed_methods(request) -> list[str]:
+    """The methods the matched route's views accept ([] when no route matched, or a
+    view accepts any method)."""
+    route = getattr(request, "matched_route", None)
+    if route is None:
+        return []
+    methods: set[str] = set()
+    for item in request.registry.introspector.get_category("views") or ():
+        view = item["introspectable"]
+        if view["route_name"] != route.name:
+            continue
+        accepted = view["request_methods"]
+        if accepted is None:
+            return []
+        methods.update([accepted] if isinstance(accepted, str) else accepted)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)
+
+
 @notfound_view_config()
 def not_found(request):
+    allowed = _allowed_methods(request)
+    if allowed and request.method not in allowed:
+        # The path exists, the method does not (RFC 9110 §15.5.6).
+        headers = {"Allow": ", ".join(allowed)}
+        if _wants_json(request):
+            return oauth_json({"error": "method_not_allowed",
+                               "error_description": f"Use {headers['Allow']}"}, 405, headers)
+        response = _page(request, 405, "Method not allowed",
+                         f"This address answers {headers['Allow']} only.")
+        response.headers.update(headers)
+        return response
     if _wants_json(request):
         return oauth_json({"error": "not_found", "error_description": "No such endpoint"}, 404)
     return _page(request, 404, "Page not found", "There is nothing at this address.")
@@ -51,6 +82,49 @@ def http_exception(exc, request):
                           exc.status_code, {k: v for k, v in exc.headers.items()
                                             if k == "Allow"})
     return _page(request, exc.status_code, exc.title, exc.explanation or exc.title)
+
+
+def _undecodable_input(request) -> bool:
+    """True when the query string or form body is not UTF-8 (webob raises
+    UnicodeDecodeError when a view reads ``request.params`` then)."""
+    try:
+        request.GET.items()
+        if request.content_type in ("application/x-www-form-urlencoded",
+                                    "multipart/form-data"):
+            request.POST.items()
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+@exception_view_config(UnicodeDecodeError)
+def undecodable_request(exc, request):
+    """Percent-encoded bytes that are not UTF-8 in the URL or form: the client's
+    mistake (400), not a server error.  Any other UnicodeDecodeError is a bug."""
+    if not _undecodable_input(request):
+        return server_error(exc, request)
+    log.info("refused %s %s: parameters are not valid UTF-8", request.method, request.path)
+    if _wants_json(request):
+        return oauth_json({"error": "invalid_request",
+                           "error_description": "Request parameters must be UTF-8"}, 400)
+    return _page(request, 400, "Bad request", "The address or form contains characters that "
+                 "are not valid UTF-8.")
+
+
+@exception_view_config(DataError)
+def refused_by_database(exc, request):
+    """PostgreSQL refuses NUL characters in text: a parameter carrying one (``%00``)
+    is the client's mistake (400).  Other data errors are bugs (500)."""
+    if "NUL" not in str(getattr(exc, "orig", exc)):
+        return server_error(exc, request)
+    log.info("refused %s %s: a parameter contains a NUL character", request.method,
+             request.path)
+    if _wants_json(request):
+        return oauth_json({"error": "invalid_request",
+                           "error_description": "Request parameters must not contain NUL "
+                                                "characters"}, 400)
+    return _page(request, 400, "Bad request", "The address or form contains a NUL "
+                 "character.")
 
 
 @exception_view_config(OperationalError)

@@ -245,6 +245,10 @@ def test_pserve_development_ini(tmp_path):
                          log, re.M), log
         assert re.search(r"\[authgate\.access\]\[waitress-\d+\] 127\.0\.0\.1 \"GET /health\" 200",
                          log), log
+        # development.ini turns on the Pyramid debug toolbar for local browsers.
+        page = requests.get(url + "/login", timeout=10)
+        assert page.status_code == 200 and 'id="pDebug"' in page.text
+        assert requests.get(url + "/_debug_toolbar/", timeout=10).status_code == 200
         server.terminate()
     assert (tmp_path / "oauth.db").exists()
     assert "JWT_SECRET=" in (tmp_path / ".env").read_text()

@@ -63,10 +63,7 @@ def plugin_path(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture
 def social_server(live_server, fake, plugin_path):
     def factory(**env: str):
-        # SQLite whatever --authgate-store says: db_rows() reads the server's file;
-        # PostgreSQL coverage is tests/functional/test_auth_oauth.py.
-        return live_server(AUTHGATE_AUTH_SOURCES="local oauth", DATABASE_DRIVER="sqlite",
-                           **fake.environ(),
+        return live_server(AUTHGATE_AUTH_SOURCES="local oauth", **fake.environ(),
                            **plugin_path, **env)
     return factory
 

@@ -5,25 +5,8 @@ from __future__ import annotations
 import pytest
 from test_oidc import es256_settings
 
-from authgate import hookimpl
-
 DOCS = ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server")
 ISSUER = "http://localhost:8080"
-
-
-class RegisterRoute:
-    """Stands in for the dynamic registration feature: a route named "register"."""
-
-    __name__ = "register_route"
-
-    @hookimpl
-    def authgate_pyramid_includes(self, settings):
-        def includeme(config):
-            config.add_route("register", "/oauth/register")
-            config.add_view(lambda request: {"ok": True}, route_name="register",
-                            renderer="json", request_method="POST", require_csrf=False)
-
-        return [includeme]
 
 
 def test_both_documents_are_the_same_and_cacheable(app):
@@ -102,7 +85,7 @@ def test_es256_lists_jwks_uri_and_alg(make_app, tmp_path):
     assert keys and keys[0]["alg"] == "ES256"
 
 
-def test_registration_endpoint_listed_when_the_route_exists(make_app):
-    app = make_app(plugins=[RegisterRoute()])
+def test_registration_endpoint_listed_when_registration_is_enabled(make_app):
+    app = make_app(environ={"ENABLE_DYNAMIC_CLIENT_REGISTRATION": "true"})
     doc = app.testapp.get(DOCS[0]).json
     assert doc["registration_endpoint"] == f"{ISSUER}/oauth/register"

@@ -473,6 +473,12 @@ def test_development_ini_settings():
     assert app["authgate.database_path"] == "oauth.db"
     assert app["retry.attempts"] == "3"
     assert read_ini("development.ini")["server:main"]["listen"] == "localhost:8080"
+    # The debug toolbar runs code from the browser: development only, local hosts only.
+    assert app["pyramid.includes"].split() == ["pyramid_debugtoolbar"]
+    assert app["debugtoolbar.hosts"].split() == ["127.0.0.1", "::1"]
+    production = read_ini("production.ini")["app:main"]
+    assert not any("debugtoolbar" in key or "debugtoolbar" in value
+                   for key, value in production.items())
 
 
 # ---------------------------------------------------------------------------
@@ -507,17 +513,34 @@ def test_waitress_options_precedence():
     section = {"listen": "0.0.0.0:8080", "threads": "6", "connection_limit": "200"}
     # Nothing set: the ini's [server:main] applies.
     options = cli.waitress_options(settings_from({}, {}), section)
-    assert options == {"listen": "0.0.0.0:8080", "threads": 6, "connection_limit": "200"}
+    assert options == {"listen": "0.0.0.0:8080", "threads": 6, "connection_limit": "200",
+                       "clear_untrusted_proxy_headers": False,
+                       "max_request_body_size": 4194304}
     # SERVER_ADDR / SERVER_THREADS in the environment win.
     options = cli.waitress_options(
         settings_from({}, {"SERVER_ADDR": ":9001", "SERVER_THREADS": "3"}), section)
     assert (options["listen"], options["threads"]) == ("localhost:9001", 3)
     # No ini: the SERVER_ADDR default (:8080 = localhost).
-    assert cli.waitress_options(settings_from({}, {}), {}) == {"listen": "localhost:8080",
-                                                               "threads": 8}
+    assert cli.waitress_options(settings_from({}, {}), {}) == {
+        "listen": "localhost:8080", "threads": 8, "clear_untrusted_proxy_headers": False,
+        "max_request_body_size": 4194304}
     # host/port style sections work too.
     options = cli.waitress_options(settings_from({}, {}), {"host": "127.0.0.1", "port": "7000"})
     assert options["listen"] == "127.0.0.1:7000"
+
+
+def test_waitress_options_leave_forwarded_headers_to_the_app():
+    """waitress would strip X-Forwarded-For; the app checks TRUSTED_PROXIES itself."""
+    options = cli.waitress_options(settings_from({}, {}), {})
+    assert options["clear_untrusted_proxy_headers"] is False
+    # An ini that configures waitress's own proxy support keeps waitress's behaviour.
+    options = cli.waitress_options(settings_from({}, {}), {"trusted_proxy": "10.0.0.1"})
+    assert "clear_untrusted_proxy_headers" not in options
+    options = cli.waitress_options(settings_from({}, {}),
+                                   {"clear_untrusted_proxy_headers": "true",
+                                    "max_request_body_size": "4096"})
+    assert options["clear_untrusted_proxy_headers"] == "true"
+    assert options["max_request_body_size"] == "4096"
 
 
 def test_read_server_section(tmp_path):

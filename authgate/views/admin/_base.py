@@ -135,6 +135,12 @@ def param(request, name: str, limit: int = 255) -> str:
     return value.strip()[:limit] if isinstance(value, str) else ""
 
 
+def search_param(request, limit: int = 255) -> str:
+    """The ``search`` box.  NUL is dropped: PostgreSQL refuses it in text and
+    SQLite's LIKE stops at it (a search for "a\\0b" would match every row)."""
+    return param(request, "search", limit).replace("\x00", "").strip()
+
+
 def form_value(request, name: str, limit: int = 4096) -> str:
     value = request.POST.get(name, "")
     return value[:limit] if isinstance(value, str) else ""

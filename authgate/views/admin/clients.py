@@ -5,7 +5,7 @@ from __future__ import annotations
 from authgate.audit import CRITICAL, WARNING, record
 from authgate.models import User
 from authgate.services import admin as svc
-from authgate.views.admin._base import T, flash, page_args, param, problem, see_other
+from authgate.views.admin._base import T, flash, page_args, param, problem, search_param, see_other
 
 FORM = T + "admin/client_form.jinja2"
 SECRET = T + "admin/client_secret.jinja2"
@@ -20,7 +20,7 @@ def _event(request, event: str, client, action: str, *, severity: str = "INFO",
 
 def clients_list(request):
     page, size = page_args(request)
-    result = svc.list_clients(request.dbsession, search=param(request, "search"),
+    result = svc.list_clients(request.dbsession, search=search_param(request),
                               status=param(request, "status"), page=page, page_size=size)
     return {"page": result, "filters": result.params, "statuses": svc.CLIENT_STATUSES,
             "nav": "clients"}

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from authgate.audit import record
 from authgate.models import OAuthClient, User
 from authgate.services import admin as svc
-from authgate.views.admin._base import back_to, flash, page_args, param, see_other
+from authgate.views.admin._base import back_to, flash, page_args, param, search_param, see_other
 
 
 def token_filters(request) -> dict[str, str]:
@@ -17,7 +17,7 @@ def token_filters(request) -> dict[str, str]:
     category = param(request, "category")
     return {"status": status,
             "category": category if category in svc.TOKEN_CATEGORIES else "",
-            "search": param(request, "search")}
+            "search": search_param(request)}
 
 
 def tokens_list(request):

@@ -11,6 +11,7 @@ from authgate.views.admin._base import (
     page_args,
     param,
     problem,
+    search_param,
     see_other,
 )
 
@@ -35,7 +36,7 @@ def _refused(request, event: str, user, verb: str, exc: svc.AdminError):
 def users_list(request):
     page, size = page_args(request)
     db = request.dbsession
-    result = svc.list_users(db, search=param(request, "search"), role=param(request, "role"),
+    result = svc.list_users(db, search=search_param(request), role=param(request, "role"),
                             auth_source=param(request, "auth_source"),
                             status=param(request, "status"), page=page, page_size=size)
     return {"page": result, "filters": result.params, "auth_sources": svc.auth_sources(db),
