@@ -17,10 +17,27 @@ log = logging.getLogger(__name__)
 _DUMMY_HASH = hash_client_secret("dummy-secret-for-timing")
 
 
+_SEEN = "authgate.clients"  # Session.info key: clients this session has loaded
+
+
 def get_client(db: Session, client_id: str) -> OAuthClient | None:
+    """The client with ``client_id``, or None.
+
+    Loaded once per session: a second lookup of the same client in one request
+    (the token endpoint checks "is it public?" and then authenticates) returns
+    the object already in the session, as the ORM's identity map would after a
+    second SELECT anyway, without running that SELECT.
+    """
     if not client_id or len(client_id) > 64:
         return None
-    return db.scalars(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
+    seen = db.info.setdefault(_SEEN, {})
+    client = seen.get(client_id)
+    if client is not None and client in db and client.client_id == client_id:
+        return client
+    client = db.scalars(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
+    if client is not None:
+        seen[client_id] = client
+    return client
 
 
 def authenticate(db: Session, client_id: str, client_secret: str | None, *,

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import queue
+import threading
 from collections.abc import Sequence
+from dataclasses import fields
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
@@ -12,26 +18,181 @@ from authgate.components import BuildContext, ComponentSpec
 from authgate.interfaces import AuditEvent
 from authgate.models import AuditLog
 
+log = logging.getLogger("authgate.audit")
+
+_FIELDS = tuple(f.name for f in fields(AuditEvent))
+
+
+def _row(event: AuditEvent) -> dict[str, Any]:
+    """The audit_logs row of ``event``: what ``event.as_dict()`` gives (details a
+    shallow copy), without its deep copy, and the times as datetimes."""
+    row = {name: getattr(event, name) for name in _FIELDS}
+    row["details"] = dict(event.details)
+    row["created_at"] = event.event_time
+    return row
+
+
+class _Entry:
+    """One ``write`` call waiting for its rows to be committed."""
+
+    __slots__ = ("rows", "done", "error")
+
+    def __init__(self, rows: list[dict[str, Any]]):
+        self.rows = rows
+        self.done = False
+        self.error: BaseException | None = None
+
 
 class DatabaseSink:
+    """Each ``write`` returns once its events are committed, or raises.
+
+    Concurrent writes share one transaction (group commit): while one thread
+    inserts, the others queue their rows, and the next writer inserts the whole
+    queue with one INSERT and one COMMIT.  Under load that turns N short write
+    transactions (N lock acquisitions on SQLite) into one, and no caller
+    returns before its own rows are stored.  A batch that fails is retried call
+    by call, so a bad event only fails the ``write`` it came in.
+    """
+
     name = "database"
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, *, background: bool = False,
+                 max_pending: int = 10_000, max_batch: int = 500):
         self.engine = engine
+        self._cond = threading.Condition()
+        self._queue: list[_Entry] = []
+        self._busy = False
+        # Opt-in background mode (not wired to a setting yet; docs/performance.md):
+        # write() only queues, one thread inserts in batches, close() drains.
+        self.background = background
+        self.max_batch = max_batch
+        self._pending: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(max_pending)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
 
     def write(self, events: Sequence[AuditEvent]) -> None:
         if not events:
             return
-        rows = []
-        for event in events:
-            row = event.as_dict()
-            row["event_time"] = event.event_time
-            row["created_at"] = event.event_time
-            rows.append(row)
+        rows = [_row(event) for event in events]
+        if self.background and self._enqueue(rows):
+            return
+        self._write_now(rows)
+
+    def _write_now(self, rows: list[dict[str, Any]]) -> None:
+        entry = _Entry(rows)
+        with self._cond:
+            self._queue.append(entry)
+            while self._busy and not entry.done:
+                self._cond.wait()
+            if not entry.done:
+                # Nobody is writing: this call writes everything queued so far.
+                self._busy = True
+                batch, self._queue = self._queue, []
+        if not entry.done:
+            try:
+                self._insert_batch(batch)
+            finally:
+                with self._cond:
+                    for queued in batch:
+                        queued.done = True
+                    self._busy = False
+                    self._cond.notify_all()
+        if entry.error is not None:
+            raise entry.error
+
+    def _insert_batch(self, batch: list[_Entry]) -> None:
+        try:
+            self._insert([row for queued in batch for row in queued.rows])
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            for queued in batch:
+                try:
+                    self._insert(queued.rows)
+                except Exception as single:
+                    queued.error = single
+        except BaseException as exc:  # KeyboardInterrupt / SystemExit: fail every caller
+            for queued in batch:
+                queued.error = exc
+            raise
+
+    def _insert(self, rows: list[dict[str, Any]]) -> None:
         # Its own short transaction: the request's transaction has already
         # committed (or aborted) by the time events are delivered.
         with self.engine.begin() as connection:
             connection.execute(insert(AuditLog), rows)
+
+    # -- background mode -------------------------------------------------------
+
+    def _enqueue(self, rows: list[dict[str, Any]]) -> bool:
+        """Queue rows for the writer thread; False when the queue is full (the
+        caller then writes them itself: slower, never dropped)."""
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, daemon=True,
+                                                    name="authgate-audit-db")
+                    self._thread.start()
+        try:
+            self._pending.put_nowait(rows)
+        except queue.Full:
+            return False
+        return True
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._pending.get()
+            batches = [first] if first is not None else []
+            stop = first is None
+            rows = list(first or ())
+            while not stop and len(rows) < self.max_batch:
+                try:
+                    more = self._pending.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                else:
+                    batches.append(more)
+                    rows.extend(more)
+            try:
+                if rows:
+                    self._store(batches, rows)
+            finally:
+                for _ in range(len(batches) + (1 if stop else 0)):
+                    self._pending.task_done()
+
+    def _store(self, batches: list[list[dict[str, Any]]], rows: list[dict[str, Any]]) -> None:
+        try:
+            self._write_now(rows)
+            return
+        except Exception as error:
+            failed = [(batches[0], error)] if len(batches) == 1 else []
+        if len(batches) > 1:
+            for batch in batches:
+                try:
+                    self._write_now(batch)
+                except Exception as error:
+                    failed.append((batch, error))
+        for batch, error in failed:
+            # Never silently: the events go to the log in full, like the dispatcher's.
+            log.error("audit sink 'database' failed; undelivered events: %s",
+                      json.dumps(batch, default=str), exc_info=error)
+
+    def flush(self) -> None:
+        """Wait until every queued event is stored (background mode)."""
+        if self._thread is not None:
+            self._pending.join()
+
+    def close(self) -> None:
+        """Store what is queued, then stop the writer thread (shutdown)."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._pending.put(None)
+            thread.join(timeout=30)
+        self._thread = None
 
 
 def _factory(ctx: BuildContext) -> DatabaseSink:

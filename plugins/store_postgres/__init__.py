@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from urllib.parse import quote
 
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event, exc
 from sqlalchemy.engine import Engine, make_url
 
 from authgate import hookimpl
@@ -73,16 +74,49 @@ class PostgresStore:
     def describe(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
 
+    # A connection back in the pool for less than this is not pinged again.
+    ping_after_idle = 1.0  # seconds
+
     def create_engine(self) -> Engine:
         pool_size = max(1, min(self.max_idle, self.max_open))
-        return create_engine(
+        engine = create_engine(
             self.url,
             pool_size=pool_size,
             max_overflow=max(0, self.max_open - pool_size),
             pool_recycle=int(self.max_lifetime.total_seconds()) or -1,
-            pool_pre_ping=True,  # reconnect transparently after a server restart
             pool_timeout=30,
         )
+        install_idle_pre_ping(engine, self.ping_after_idle)
+        return engine
+
+
+def install_idle_pre_ping(engine: Engine, idle: float) -> None:
+    """Pre-ping (reconnect transparently after a server restart) the connections
+    that sat in the pool for more than ``idle`` seconds.
+
+    SQLAlchemy's ``pool_pre_ping`` pings on every checkout: one more round trip
+    per request, two with an audit event.  A connection returned a moment ago
+    was working a moment ago; one that sat idle through an outage is pinged
+    exactly as before, and the first failed query on any connection still marks
+    the whole pool stale (SQLAlchemy's disconnect handling), so after a restart
+    every connection is replaced.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(dbapi_connection, record):
+        record.info["authgate.checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_connection, record, proxy):
+        since = record.info.pop("authgate.checked_in", None)
+        if since is None or time.monotonic() - since <= idle:
+            return  # a new connection, or one in use moments ago
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool discards this connection and checks out another.
+            raise exc.DisconnectionError(f"pre-ping failed: {error}") from error
 
 
 def _factory(ctx: BuildContext) -> PostgresStore:

@@ -1,0 +1,189 @@
+"""SQL statements per request on the hot paths (issue #11: "the minimum number of
+queries per request (count them in a test)").
+
+Every statement the app sends through its engine is counted with a SQLAlchemy
+``before_cursor_execute`` listener: the request's own transaction and the audit
+sink's insert after it.  Each test pins the current count.  Fewer is welcome:
+lower the number in the same change.  More needs a reason -- these are the
+endpoints a fleet of devices and resource servers call thousands of times a
+second (see docs/performance.md and ``python -m bench``).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from urllib.parse import quote_plus
+
+import pytest
+from sqlalchemy import event, select, update
+
+from authgate.cli import create_oauth_client
+from authgate.models import DeviceCode, OAuthClient, User
+from authgate.services import tokens
+from authgate.services.secrets import sha256_hex
+from authgate.testing import form
+
+GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+class StatementLog:
+    """The statements sent through ``engine`` while recording."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.statements: list[str] = []
+        self.recording = False
+        event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, conn, cursor, statement, parameters, context, executemany):
+        if self.recording:
+            self.statements.append(" ".join(statement.split()))
+
+    def close(self) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def during(self, action):
+        self.statements = []
+        self.recording = True
+        try:
+            result = action()
+        finally:
+            self.recording = False
+        return result
+
+    def summary(self) -> list[str]:
+        """``"SELECT oauth_clients"``, ``"INSERT audit_logs"``, ... in order."""
+        out = []
+        for sql in self.statements:
+            verb = sql.split(" ", 1)[0].upper()
+            match = re.search(r"\b(?:FROM|INTO|UPDATE)\s+\"?(\w+)", sql, re.IGNORECASE)
+            out.append(f"{verb} {match.group(1)}" if match and verb != "SAVEPOINT"
+                       and verb != "RELEASE" else verb)
+        return out
+
+    def check(self, expected: list[str]) -> None:
+        got = self.summary()
+        assert got == expected, (
+            f"{len(got)} statements instead of {len(expected)}:\n  " + "\n  ".join(got)
+            + "\n(fewer is welcome: update the expected list; more needs a reason)")
+
+
+@pytest.fixture
+def sql(app):
+    log = StatementLog(app.runtime.engine)
+    yield log
+    log.close()
+
+
+@pytest.fixture
+def ids(app):
+    """The default (public, device-flow) client, a confidential client with client
+    credentials enabled, its Basic header, and a token pair issued to admin."""
+    with app.db() as db:
+        device = db.scalars(select(OAuthClient).order_by(OAuthClient.id)).first()
+        service, secret = create_oauth_client(db, name="Resource server", confidential=True,
+                                              device=True, client_credentials=True)
+        admin = db.scalars(select(User.id).where(User.username == "admin")).one()
+        issued = tokens.issue(db, app.runtime.signer, app.runtime.settings, subject=admin,
+                              client=device, scopes=["email", "profile"], grant_type=GRANT)
+        raw = f"{quote_plus(service.client_id)}:{quote_plus(secret)}".encode()
+        return {"device": device.client_id, "service": service.client_id,
+                "basic": {"Authorization": "Basic " + base64.b64encode(raw).decode()},
+                "access": issued.access_token, "refresh": issued.refresh_token}
+
+
+def new_device_code(app, client_id: str) -> dict:
+    return app.testapp.post("/oauth/device/code", {"client_id": client_id}, status=200).json
+
+
+def rewind_poll(app, device_code: str) -> None:
+    with app.db() as db:
+        db.execute(update(DeviceCode).where(DeviceCode.device_code == sha256_hex(device_code))
+                   .values(last_polled_at=None))
+
+
+def test_device_code_request(app, sql, ids):
+    sql.during(lambda: new_device_code(app, ids["device"]))
+    sql.check(["SELECT oauth_clients", "SAVEPOINT", "INSERT device_codes", "RELEASE",
+               "INSERT audit_logs"])
+
+
+def test_device_poll_while_pending(app, sql, ids):
+    code = new_device_code(app, ids["device"])
+    response = sql.during(lambda: app.testapp.post("/oauth/token", {
+        "grant_type": GRANT, "device_code": code["device_code"], "client_id": ids["device"]},
+        status=400))
+    assert response.json["error"] == "authorization_pending"
+    # Client, code, and the pacing write (last_polled_at); no audit event.
+    sql.check(["SELECT oauth_clients", "SELECT device_codes", "UPDATE device_codes"])
+
+
+def test_device_poll_too_fast(app, sql, ids):
+    code = new_device_code(app, ids["device"])
+    params = {"grant_type": GRANT, "device_code": code["device_code"],
+              "client_id": ids["device"]}
+    app.testapp.post("/oauth/token", params, status=400)
+    response = sql.during(lambda: app.testapp.post("/oauth/token", params, status=400))
+    assert response.json["error"] == "slow_down"
+    sql.check(["SELECT oauth_clients", "SELECT device_codes", "UPDATE device_codes",
+               "UPDATE device_codes"])
+
+
+def test_device_token_issuance(app, sql, ids):
+    code = new_device_code(app, ids["device"])
+    app.login()
+    page = app.testapp.get(f"/device?user_code={code['user_code']}")
+    form(page, "/device/verify").submit("action", value="approve")
+    rewind_poll(app, code["device_code"])
+    response = sql.during(lambda: app.testapp.post("/oauth/token", {
+        "grant_type": GRANT, "device_code": code["device_code"], "client_id": ids["device"]},
+        status=200))
+    assert response.json["access_token"] and response.json["refresh_token"]
+    # Client, code, pacing write, the winning conditional UPDATE, the row reloaded,
+    # the user's grant for this client, both tokens (one executemany), both events.
+    sql.check(["SELECT oauth_clients", "SELECT device_codes", "UPDATE device_codes",
+               "UPDATE device_codes", "SELECT device_codes", "SELECT user_authorizations",
+               "INSERT tokens", "INSERT audit_logs"])
+
+
+def test_client_credentials_issuance(app, sql, ids):
+    response = sql.during(lambda: app.testapp.post(
+        "/oauth/token", {"grant_type": "client_credentials"}, headers=ids["basic"],
+        status=200))
+    assert response.json["access_token"]
+    # One client lookup although the view asks twice (public? then authenticate).
+    sql.check(["SELECT oauth_clients", "INSERT tokens", "INSERT audit_logs"])
+
+
+def test_introspection(app, sql, ids):
+    response = sql.during(lambda: app.testapp.post(
+        "/oauth/introspect", {"token": ids["access"]}, headers=ids["basic"], status=200))
+    assert response.json["active"] is True and response.json["username"] == "admin"
+    # Caller, token, the token's user (for "username"), the audit event.
+    sql.check(["SELECT oauth_clients", "SELECT tokens", "SELECT users", "INSERT audit_logs"])
+
+
+def test_introspection_of_an_unknown_token(app, sql, ids):
+    response = sql.during(lambda: app.testapp.post(
+        "/oauth/introspect", {"token": "not-a-token"}, headers=ids["basic"], status=200))
+    assert response.json == {"active": False}
+    sql.check(["SELECT oauth_clients", "SELECT tokens"])
+
+
+def test_refresh_fixed_mode(app, sql, ids):
+    response = sql.during(lambda: app.testapp.post("/oauth/token", {
+        "grant_type": "refresh_token", "refresh_token": ids["refresh"],
+        "client_id": ids["device"]}, status=200))
+    assert response.json["refresh_token"] == ids["refresh"]
+    # The second "SELECT tokens" reloads the refresh token that exchange() expired
+    # (see docs/performance.md for the proposal that removes it).
+    sql.check(["SELECT oauth_clients", "SELECT tokens", "SELECT users", "UPDATE tokens",
+               "INSERT tokens", "SELECT tokens", "INSERT audit_logs"])
+
+
+def test_jwks_and_health(app, sql):
+    sql.during(lambda: app.testapp.get("/.well-known/jwks.json", status=200))
+    sql.check([])
+    sql.during(lambda: app.testapp.get("/health", status=200))
+    sql.check(["SELECT"])  # SELECT 1, outside the request transaction
