@@ -56,6 +56,12 @@ def open_confirm(page, details_id):
     page.wait_for_load_state()
 
 
+# These checks read the server's SQLite file directly (SQLite SQL dialect), so the
+# servers here run on SQLite whatever --authgate-store says; the admin console's
+# PostgreSQL coverage is tests/functional/test_admin.py under --authgate-store=postgres.
+SQLITE = {"DATABASE_DRIVER": "sqlite"}
+
+
 def db_rows(server, sql, params=()):
     connection = sqlite3.connect(server.cwd / "oauth.db")
     try:
@@ -70,7 +76,7 @@ def introspect(server, client_id, secret, token):
 
 
 def test_admin_console_end_to_end(live_server, browser):
-    server = live_server(POLLING_INTERVAL="1s", ENABLE_RATE_LIMIT="false")
+    server = live_server(POLLING_INTERVAL="1s", ENABLE_RATE_LIMIT="false", **SQLITE)
     base = server.url
     admin_ctx, admin, admin_dialogs = new_context(browser)
     user_ctx, user, user_dialogs = new_context(browser)
@@ -349,7 +355,7 @@ def db_rows_commit(server, sql, params=()):
 
 
 def test_regular_user_cannot_use_the_console(live_server, browser):
-    server = live_server(ENABLE_RATE_LIMIT="false")
+    server = live_server(ENABLE_RATE_LIMIT="false", **SQLITE)
     base = server.url
     admin_ctx, admin, _ = new_context(browser)
     try:

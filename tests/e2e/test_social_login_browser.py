@@ -63,7 +63,10 @@ def plugin_path(tmp_path_factory) -> dict[str, str]:
 @pytest.fixture
 def social_server(live_server, fake, plugin_path):
     def factory(**env: str):
-        return live_server(AUTHGATE_AUTH_SOURCES="local oauth", **fake.environ(),
+        # SQLite whatever --authgate-store says: db_rows() reads the server's file;
+        # PostgreSQL coverage is tests/functional/test_auth_oauth.py.
+        return live_server(AUTHGATE_AUTH_SOURCES="local oauth", DATABASE_DRIVER="sqlite",
+                           **fake.environ(),
                            **plugin_path, **env)
     return factory
 
