@@ -152,6 +152,9 @@ def build_runtime(raw: Mapping[str, Any], environ: Mapping[str, str],
                       auth=AuthChain(sources), audit=AuditDispatcher(
                           sinks, enabled=settings.enable_audit_logging),
                       selected=selected)
+    from authgate.pacing import build_pacer
+
+    runtime.pacer = build_pacer(settings, store.name)
     if prepare_db and (settings.auto_migrate or is_empty(engine)):
         migrate(engine)
         seed_database(runtime, cwd)

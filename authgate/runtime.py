@@ -29,6 +29,7 @@ class Runtime:
     audit: AuditDispatcher
     selected: dict[str, Any] = field(default_factory=dict)  # kind -> [Offered]
     jobs: Any = None  # authgate.jobs.Scheduler of a serving process
+    pacer: Any = None  # authgate.pacing.Pacer; None = device polls paced in the database
 
     def start_jobs(self) -> None:
         """Scheduled cleanup and audit retention (serving processes only, not tests)."""
@@ -46,4 +47,6 @@ class Runtime:
             if close is not None:
                 close()
         self.audit.close()
+        if self.pacer is not None:
+            self.pacer.close()
         self.engine.dispose()

@@ -10,6 +10,7 @@ import datetime as dt
 import re
 import secrets
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -19,6 +20,9 @@ from authgate.models import DeviceCode, OAuthClient, User, utcnow
 from authgate.models.device import AUTHORIZED, CONSUMED, DENIED, PENDING
 from authgate.services.errors import OAuthError
 from authgate.services.secrets import sha256_hex
+
+if TYPE_CHECKING:
+    from authgate.pacing import Pacer
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # No 0/O, 1/I/L: nothing a person can misread on a TV screen.
@@ -120,9 +124,12 @@ def decide(db: Session, row: DeviceCode, user: User, *, approve: bool) -> bool:
 
 
 def redeem(db: Session, device_code: str, client: OAuthClient, *,
-           now: dt.datetime | None = None) -> DeviceCode:
+           now: dt.datetime | None = None, pacer: Pacer | None = None) -> DeviceCode:
     """Poll a device code (RFC 8628 §3.4-3.5).  Returns the row when this poll wins the
-    tokens; otherwise raises the OAuthError the client must see."""
+    tokens; otherwise raises the OAuthError the client must see.
+
+    ``pacer`` keeps the last-poll times (authgate.pacing); without one they are
+    kept in the row (a write per poll)."""
     now = now or utcnow()
     if not device_code or len(device_code) > 128:
         raise OAuthError("invalid_grant", "Unknown device code")
@@ -142,15 +149,19 @@ def redeem(db: Session, device_code: str, client: OAuthClient, *,
     # exactly `interval` seconds from tripping on network jitter.
     interval = dt.timedelta(seconds=row.interval)
     tolerance = min(dt.timedelta(seconds=1), interval / 5)
-    paced = db.execute(
-        update(DeviceCode)
-        .where(DeviceCode.id == row.id,
-               or_(DeviceCode.last_polled_at.is_(None),
-                   DeviceCode.last_polled_at <= now - interval + tolerance))
-        .values(last_polled_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1
+    if pacer is not None:
+        paced = pacer.poll(str(row.id), (interval - tolerance).total_seconds())
+    else:
+        paced = db.execute(
+            update(DeviceCode)
+            .where(DeviceCode.id == row.id,
+                   or_(DeviceCode.last_polled_at.is_(None),
+                       DeviceCode.last_polled_at <= now - interval + tolerance))
+            .values(last_polled_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount == 1
     if not paced:
+        # The raised interval is kept in the row (rare; must survive a restart).
         db.execute(update(DeviceCode).where(DeviceCode.id == row.id)
                    .values(interval=DeviceCode.interval + SLOW_DOWN_STEP, last_polled_at=now)
                    .execution_options(synchronize_session=False))

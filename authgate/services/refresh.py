@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 import jwt
 from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from authgate.models import OAuthClient, Token, User, utcnow
 from authgate.models.token import ACTIVE, DISABLED, REVOKED
@@ -172,7 +173,10 @@ def exchange(db: Session, signer: ISigner, settings: Settings, *, client: OAuthC
         kind=ACCESS, lifetime=access_lifetime(settings, life),
         grant_type=row.grant_type or GRANT_TYPE, parent_token_id=refresh_row.id, **links)
     db.flush()
-    db.expire(row)
+    # The UPDATE above bypassed the session; record its values on the loaded row
+    # instead of expiring it (which costs a SELECT when the caller reads row.id).
+    for key, value in values.items():
+        set_committed_value(row, key, value)
     return IssuedTokens(access_text, access, refresh_text, refresh_row)
 
 

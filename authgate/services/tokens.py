@@ -266,13 +266,17 @@ def verify_jwt(signer: ISigner, token_text: str, kind: str) -> dict[str, Any]:
     is wrong, and jwt.InvalidTokenError for anything else (expired, malformed,
     wrong type).
     """
-    # Not a JWT at all -> jwt.InvalidTokenError (DecodeError) from here.
-    jwt.decode(token_text, options={"verify_signature": False})
+    # One parse: PyJWT raises DecodeError for text that is not a JWT at all, and
+    # its subclass InvalidSignatureError for a JWT whose signature does not match.
     try:
         claims = signer.verify(token_text)
     except (jwt.ExpiredSignatureError, jwt.MissingRequiredClaimError):
         raise
-    except jwt.InvalidTokenError as exc:
+    except jwt.InvalidSignatureError as exc:
+        raise SignatureInvalid(str(exc)) from exc
+    except jwt.DecodeError:
+        raise  # malformed: an invalid token, not a signature failure
+    except jwt.InvalidTokenError as exc:  # unknown kid, wrong alg, wrong issuer, ...
         raise SignatureInvalid(str(exc)) from exc
     if claims.get("type") != kind:
         raise jwt.InvalidTokenError(f"not an {kind} token")

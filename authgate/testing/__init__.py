@@ -78,6 +78,20 @@ class AppHandle:
         login_form["password"] = password
         return login_form.submit()
 
+    def rewind_poll(self, device_code: str) -> None:
+        """Pretend the device's last poll was long ago (it waited its interval)."""
+        from sqlalchemy import select, update
+
+        from authgate.models import DeviceCode
+        from authgate.services.secrets import sha256_hex
+
+        where = DeviceCode.device_code == sha256_hex(device_code)
+        with self.db() as db:
+            db.execute(update(DeviceCode).where(where).values(last_polled_at=None))
+            row_id = db.scalar(select(DeviceCode.id).where(where))
+        if self.runtime.pacer is not None and row_id is not None:
+            self.runtime.pacer.forget(str(row_id))
+
     def csrf_token(self, path: str = "/device") -> str:
         page = self.testapp.get(path)
         match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)

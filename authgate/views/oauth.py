@@ -88,7 +88,7 @@ def _device_code_grant(request, params: dict[str, str]) -> dict:
     if not client.enable_device_flow:
         raise OAuthError("unauthorized_client",
                          "The device authorization grant is not enabled for this client")
-    row = devices.redeem(db, device_code, client)
+    row = devices.redeem(db, device_code, client, pacer=request.authgate.pacer)
     settings = request.authgate.settings
     # Linked to the consent the approval recorded, so revoking it revokes them.
     consent = consents.find_active(db, row.user_id, client.client_id)

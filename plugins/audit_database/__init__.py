@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import queue
@@ -17,6 +18,7 @@ from authgate import hookimpl
 from authgate.components import BuildContext, ComponentSpec
 from authgate.interfaces import AuditEvent
 from authgate.models import AuditLog
+from authgate.settings import Setting
 
 log = logging.getLogger("authgate.audit")
 
@@ -57,15 +59,18 @@ class DatabaseSink:
     name = "database"
 
     def __init__(self, engine: Engine, *, background: bool = False,
-                 max_pending: int = 10_000, max_batch: int = 500):
+                 max_pending: int = 10_000, max_batch: int = 500,
+                 close_timeout: float = 10.0):
         self.engine = engine
         self._cond = threading.Condition()
         self._queue: list[_Entry] = []
         self._busy = False
-        # Opt-in background mode (not wired to a setting yet; docs/performance.md):
-        # write() only queues, one thread inserts in batches, close() drains.
+        # Background mode (AUDIT_LOG_BUFFER_SIZE > 0): write() only queues, one
+        # thread inserts in batches, close() drains (up to AUDIT_SHUTDOWN_TIMEOUT).
+        # CRITICAL events are still stored before write() returns.
         self.background = background
         self.max_batch = max_batch
+        self.close_timeout = close_timeout
         self._pending: queue.Queue[list[dict[str, Any]] | None] = queue.Queue(max_pending)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -74,7 +79,8 @@ class DatabaseSink:
         if not events:
             return
         rows = [_row(event) for event in events]
-        if self.background and self._enqueue(rows):
+        if (self.background and not any(row["severity"] == "CRITICAL" for row in rows)
+                and self._enqueue(rows)):
             return
         self._write_now(rows)
 
@@ -191,12 +197,36 @@ class DatabaseSink:
         thread = self._thread
         if thread is not None and thread.is_alive():
             self._pending.put(None)
-            thread.join(timeout=30)
+            thread.join(timeout=self.close_timeout)
+            if thread.is_alive():
+                log.error("audit sink 'database': %d queued write(s) not stored within "
+                          "AUDIT_SHUTDOWN_TIMEOUT (%.0f s)", self._pending.qsize(),
+                          self.close_timeout)
         self._thread = None
 
 
 def _factory(ctx: BuildContext) -> DatabaseSink:
-    return DatabaseSink(ctx.engine)
+    size = int(ctx.settings.get("audit_log_buffer_size", 0) or 0)
+    timeout = ctx.settings.get("audit_shutdown_timeout", None)
+    return DatabaseSink(ctx.engine, background=size > 0, max_pending=max(size, 1),
+                        close_timeout=timeout.total_seconds() if timeout else 10.0)
+
+
+@hookimpl
+def authgate_add_settings(spec):
+    spec.add(Setting(
+        "audit_log_buffer_size", "AUDIT_LOG_BUFFER_SIZE", "int", 0, minimum=0,
+        section="Audit",
+        help="Database audit sink: 0 = each event is stored before the response is "
+             "sent; N > 0 = events are queued (up to N writes) and stored in batches by "
+             "a background thread, off the response path. A full queue makes the request "
+             "store its own events (slower, never dropped); CRITICAL events are always "
+             "stored before the response; the queue is drained at shutdown."))
+    spec.add(Setting(
+        "audit_shutdown_timeout", "AUDIT_SHUTDOWN_TIMEOUT", "duration",
+        dt.timedelta(seconds=10), section="Audit",
+        help="At shutdown, how long to wait for queued audit events to be stored "
+             "(with AUDIT_LOG_BUFFER_SIZE > 0)."))
 
 
 @hookimpl

@@ -266,3 +266,52 @@ def test_sinks_are_synchronous_nothing_to_flush(make_app):
     app = make_app()
     device_code(app)
     assert len(rows(app, "DEVICE_CODE_GENERATED")) == 1
+
+
+# ---------------------------------------------------------------------------
+# AUDIT_LOG_BUFFER_SIZE: the database sink off the response path
+# ---------------------------------------------------------------------------
+
+
+def database_sink(app):
+    return next(sink for sink in app.runtime.audit.sinks if sink.name == "database")
+
+
+def test_buffered_sink_stores_events_from_a_writer_thread(make_app):
+    app = make_app(environ={"AUDIT_LOG_BUFFER_SIZE": "100"})
+    sink = database_sink(app)
+    assert sink.background is True
+    for _ in range(5):
+        device_code(app)
+    sink.flush()  # what the writer thread had queued is now committed
+    assert len(rows(app, "DEVICE_CODE_GENERATED")) == 5
+    import threading
+
+    assert "authgate-audit-db" in {thread.name for thread in threading.enumerate()}
+
+
+def test_buffered_sink_is_drained_at_shutdown(make_app):
+    """Shutdown (runtime.close, what SIGTERM leads to) stores every queued event."""
+    app = make_app(environ={"AUDIT_LOG_BUFFER_SIZE": "1000",
+                            "AUDIT_SHUTDOWN_TIMEOUT": "30s"})
+    sink = database_sink(app)
+    events = [app.runtime.audit.make_event("DEVICE_CODE_GENERATED", action=f"queued {n}")
+              for n in range(300)]
+    for event in events:
+        sink.write([event])
+    sink.close()
+    assert len(rows(app, "DEVICE_CODE_GENERATED")) == 300
+
+
+def test_buffered_sink_stores_critical_events_before_returning(make_app):
+    app = make_app(environ={"AUDIT_LOG_BUFFER_SIZE": "100"})
+    sink = database_sink(app)
+    event = app.runtime.audit.make_event("SUSPICIOUS_ACTIVITY", action="refresh token reuse",
+                                         severity="CRITICAL")
+    sink.write([event])  # no flush: a CRITICAL event is committed on return
+    assert [row.id for row in rows(app, "SUSPICIOUS_ACTIVITY")] == [event.id]
+
+
+def test_unbuffered_sink_is_the_default(make_app):
+    app = make_app()
+    assert database_sink(app).background is False

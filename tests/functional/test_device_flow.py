@@ -32,9 +32,7 @@ def approve(app, user_code, action="approve"):
 
 def rewind_poll(app, device_code):
     """Pretend the last poll was long ago (the client waited its interval)."""
-    with app.db() as db:
-        db.execute(update(DeviceCode).where(DeviceCode.device_code == sha256_hex(device_code))
-                   .values(last_polled_at=None))
+    app.rewind_poll(device_code)
 
 
 def test_full_flow_issues_tokens_once(app):

@@ -89,3 +89,27 @@ def test_registration_endpoint_listed_when_registration_is_enabled(make_app):
     app = make_app(environ={"ENABLE_DYNAMIC_CLIENT_REGISTRATION": "true"})
     doc = app.testapp.get(DOCS[0]).json
     assert doc["registration_endpoint"] == f"{ISSUER}/oauth/register"
+
+
+@pytest.mark.parametrize("path", ["/.well-known/openid-configuration",
+                                  "/.well-known/oauth-authorization-server",
+                                  "/.well-known/jwks.json"])
+def test_published_documents_answer_like_the_views(make_app, tmp_path, path):
+    """JWKS and discovery are served precomputed (before routing and the transaction
+    manager): same body, headers and methods as the views would give."""
+    handle = make_app(es256_settings(tmp_path))
+    app, runtime = handle.testapp, handle.runtime
+    first = app.get(path)
+    assert first.content_type == "application/json"
+    assert first.headers["Cache-Control"] == "public, max-age=3600"
+    assert first.headers["X-Content-Type-Options"] == "nosniff"  # security tween still on
+    assert first.json == app.get(path).json and first.body == app.get(path).body
+    if path.endswith("jwks.json"):
+        assert first.json == runtime.signer.jwks()
+        assert first.json["keys"][0]["alg"] == "ES256"
+    else:
+        assert first.json["issuer"] == runtime.settings.base_url
+    head = app.head(path)
+    assert head.body == b"" and int(head.headers["Content-Length"]) == len(first.body)
+    refused = app.post(path, status=405)
+    assert "GET" in refused.headers["Allow"]

@@ -79,11 +79,7 @@ def device_flow(app) -> dict:
     page = app.testapp.get(f"/device?user_code={code['user_code']}")
     assert "Device authorized" in form(page, "/device/verify").submit(
         "action", value="approve").text
-    from sqlalchemy import update
-
-    from authgate.models import DeviceCode
-    with app.db() as db:  # the device waited its interval
-        db.execute(update(DeviceCode).values(last_polled_at=None))
+    app.rewind_poll(code["device_code"])  # the device waited its interval
     return app.testapp.post("/oauth/token", poll, status=200).json
 
 
