@@ -296,6 +296,7 @@ def reset_local_password(db: Session, *, username: str, password: str) -> tuple[
         raise CommandError(f"user {username!r} signs in through {user.auth_source!r}, not with a "
                            "local password; change the password at that source")
     user.password_hash = hash_password(check_password(password))
+    user.end_sessions()  # every browser signed in with the old password is signed out
     result = db.execute(update(Token).where(Token.user_id == user.id, Token.status == ACTIVE)
                         .values(status=REVOKED))
     db.flush()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, String
+from sqlalchemy import Boolean, DateTime, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from authgate.models.meta import Base, new_uuid, utcnow
@@ -25,9 +25,18 @@ class User(Base):
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     external_id: Mapped[str | None] = mapped_column(String(255), index=True, nullable=True)
     auth_source: Mapped[str] = mapped_column(String(50), default="local")
+    # Every browser session carries the value it was signed in with
+    # (authgate.security.log_in) and is refused once the value has moved on, so
+    # end_sessions() signs the user out of every browser, copies of a cookie included.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
     @property
     def is_admin(self) -> bool:
         return self.role == "admin"
+
+    def end_sessions(self) -> None:
+        """End every browser session of this user at its next request (logout,
+        password reset, disable).  Saved with the request's transaction."""
+        self.session_generation = (self.session_generation or 0) + 1

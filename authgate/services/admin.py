@@ -466,6 +466,7 @@ def reset_password(db: Session, actor: User, user: User) -> tuple[str, int]:
                          "password there.")
     password = generate_password(16)
     user.password_hash = hash_password(password)
+    user.end_sessions()
     revoked = revoke_user_tokens(db, user.id)
     db.flush()
     return password, revoked
@@ -479,6 +480,7 @@ def disable_user(db: Session, actor: User, user: User) -> int:
         raise Conflict(f"{user.username} is already disabled.")
     _guard_last_admin(db, user, "disable")
     user.is_active = False
+    user.end_sessions()
     revoked = revoke_user_tokens(db, user.id)
     db.flush()
     return revoked

@@ -7,6 +7,7 @@ Registered by ``authgate.views.admin.includeme`` with ``config.add_view`` (no
 from __future__ import annotations
 
 from authgate.audit import record
+from authgate.security import end_other_sessions
 from authgate.services import admin as svc
 from authgate.views.admin._base import back_to, flash, page_args, see_other
 from authgate.views.admin.tokens import token_event, token_filters
@@ -69,11 +70,14 @@ def session_enable(request):
 def sessions_revoke_all(request):
     me = request.current_user
     count = svc.revoke_user_tokens(request.dbsession, me.id)
+    # Their other browsers too (this one stays signed in).
+    end_other_sessions(request, me)
     record(request, "TOKEN_REVOKED", action=f"{me.username} revoked all their sessions",
            resource_type="USER", resource_id=me.id, resource_name=me.username,
            details={"scope": "all", "tokens_revoked": count})
     flash(request, f"Signed out everywhere: {count} token{'s' if count != 1 else ''} "
-                   "revoked." if count else "You had no active sessions.",
+                   "revoked." if count else "Signed out of your other browsers. You had no "
+                   "tokens to revoke.",
           "success" if count else "info")
     return see_other(SESSIONS)
 

@@ -61,5 +61,6 @@ def logout(request):
     if user is not None:
         record(request, "LOGOUT", action=f"User {user.username} signed out",
                resource_type="USER", resource_id=user.id, resource_name=user.username)
-    log_out(request)
+    # Signs the user out of every browser: a copied cookie must not outlive logout.
+    log_out(request, everywhere=True)
     return HTTPFound(location="/login")

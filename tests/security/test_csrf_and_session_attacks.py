@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import time
 
-import pytest
 from pyramid.interfaces import IRoutesMapper
 from pyramid.session import JSONSerializer
 from security_support import add_user, csrf_of, new_browser, sign_in
+from sqlalchemy import select
 from webob.cookies import SignedSerializer
 
+from authgate.models import User
 from authgate.testing import ADMIN_PASSWORD, TEST_SESSION_SECRET, form
 from authgate.testing.fake_oauth_provider import FakeOAuthProvider
 
@@ -199,15 +200,34 @@ def test_session_is_ended_on_logout(app):
     assert signed_in_cookie != browser.cookies.get("session")
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN LIMITATION (reported): sessions are signed "
-                   "cookies without server-side state, so a copy of the cookie taken before "
-                   "logout stays valid until SESSION_MAX_AGE; fix needs a per-user session "
-                   "generation (users column) checked in security._current_user")
 def test_stolen_session_cookie_replayed_after_logout(app):
+    """A copy of the cookie taken before logout is anonymous afterwards: logout moves
+    the user's session generation on, and the copy carries the old one."""
     browser = new_browser(app)
     sign_in(browser)
     stolen = browser.cookies["session"]
-    browser.post("/logout", {"csrf_token": csrf_of(browser.get("/device").text)}, status=302)
     thief = new_browser(app)
     thief.set_cookie("session", stolen)
-    assert thief.get("/device", status="*").status_int == 302
+    assert thief.get("/device", status=200)  # the copy works while the victim is signed in
+    browser.post("/logout", {"csrf_token": csrf_of(browser.get("/device").text)}, status=302)
+    for path in ("/device", "/account/sessions", "/admin"):
+        thief = new_browser(app)
+        thief.set_cookie("session", stolen)
+        assert thief.get(path, status=302).location.startswith("http://localhost/login"), path
+
+
+def test_forged_session_without_a_generation_is_anonymous(app):
+    """A session that names a user but no session generation (as from before the
+    column existed) does not sign anyone in, even validly signed."""
+    with app.db() as db:
+        admin_id = db.scalars(select(User.id).where(User.username == "admin")).one()
+    now = time.time()
+    thief = new_browser(app)
+    thief.set_cookie("session", _planted_cookie(now, user_id=admin_id, username="admin",
+                                                login_at=int(now)))
+    assert thief.get("/device", status=302).location.startswith("http://localhost/login")
+    # The same cookie with the current generation is signed in (the check is that field).
+    thief = new_browser(app)
+    thief.set_cookie("session", _planted_cookie(now, user_id=admin_id, username="admin",
+                                                login_at=int(now), session_generation=0))
+    assert thief.get("/device", status=200)

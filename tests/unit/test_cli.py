@@ -167,7 +167,8 @@ def test_reset_password_of_local_user(tmp_path):
     ok(run(tmp_path, "migrate", env=env))
     ok(run(tmp_path, "create-user", "seedtrigger", "--password", "whatever-123", env=env))
     db = tmp_path / "oauth.db"
-    ((old_hash,),) = query(db, "SELECT password_hash FROM users WHERE username='admin'")
+    ((old_hash, generation),) = query(
+        db, "SELECT password_hash, session_generation FROM users WHERE username='admin'")
     assert verify_password(old_hash, "initial-admin-password")
 
     # The command the seed module tells operators to run.
@@ -177,6 +178,9 @@ def test_reset_password_of_local_user(tmp_path):
     ((new_hash,),) = query(db, "SELECT password_hash FROM users WHERE username='admin'")
     assert verify_password(new_hash, "brand-new-password")
     assert not verify_password(new_hash, "initial-admin-password")
+    # Browsers signed in with the old password are signed out (authgate.security).
+    ((after,),) = query(db, "SELECT session_generation FROM users WHERE username='admin'")
+    assert after == generation + 1
     rows = query(db, "SELECT actor_username, severity FROM audit_logs "
                      "WHERE event_type = 'USER_PASSWORD_RESET'")
     assert rows == [("cli", "WARNING")]
