@@ -153,8 +153,10 @@ def build_runtime(raw: Mapping[str, Any], environ: Mapping[str, str],
                           sinks, enabled=settings.enable_audit_logging),
                       selected=selected)
     from authgate.pacing import build_pacer
+    from authgate.ratelimit import redis_pool
 
-    runtime.pacer = build_pacer(settings, store.name)
+    runtime.redis_pool = redis_pool(settings)
+    runtime.pacer = build_pacer(settings, store.name, runtime.redis_pool)
     if prepare_db and (settings.auto_migrate or is_empty(engine)):
         migrate(engine)
         seed_database(runtime, cwd)

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 from authgate import __version__
 from authgate.errors import ConfigurationError
+from authgate.security import MAX_BODY_BYTES
 
 if TYPE_CHECKING:
     import requests
@@ -136,7 +137,9 @@ def listen_address(value: str) -> str:
     return f"{match['host'] or 'localhost'}:{int(match['port'])}"
 
 
-MAX_REQUEST_BODY_SIZE = 4 * 1024 * 1024
+# waitress's own body limit: a backstop well above the app's (security.MAX_BODY_BYTES),
+# so an oversized body gets the app's JSON error or page, not waitress's plain text.
+MAX_REQUEST_BODY_SIZE = 4 * MAX_BODY_BYTES
 
 
 def waitress_options(settings: Settings, server_section: Mapping[str, str]) -> dict[str, Any]:

@@ -109,16 +109,16 @@ class RedisPacer:
             log.debug("closing the Redis connection failed", exc_info=True)
 
 
-def build_pacer(settings: Settings, store_name: str) -> Pacer | None:
-    """The pacer for this deployment; None means the device_codes row (database)."""
-    if settings.get("rate_limit_store", "memory") == "redis":
+def build_pacer(settings: Settings, store_name: str, redis_pool=None) -> Pacer | None:
+    """The pacer for this deployment; None means the device_codes row (database).
+
+    ``redis_pool`` (given when RATE_LIMIT_STORE=redis) is the connection pool the
+    rate limiter uses too (:func:`authgate.ratelimit.redis_pool`)."""
+    if redis_pool is not None:
         import redis
 
-        from authgate.ratelimit import redis_url
-
-        client = redis.Redis.from_url(redis_url(settings), socket_timeout=2,
-                                      socket_connect_timeout=2)
-        return RedisPacer(client, settings.rate_limit_key_prefix)
+        return RedisPacer(redis.Redis(connection_pool=redis_pool),
+                          settings.rate_limit_key_prefix)
     if store_name == "sqlite":
         return MemoryPacer()
     return None

@@ -125,13 +125,16 @@ class Rule:
     path: str  # PATH_INFO of the limited POST endpoint; also the audit/metric label
     setting: str  # name of the per-minute limit setting
     name: str  # counter namespace
+    # A browser page (its 429's audit event names the signed-in person); an API
+    # endpoint's answer never loads the session, which would re-issue the cookie.
+    page: bool = False
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("/login", "login_rate_limit", "login"),
+    Rule("/login", "login_rate_limit", "login", page=True),
     Rule("/oauth/device/code", "device_code_rate_limit", "device-code"),
     Rule("/oauth/token", "token_rate_limit", "token"),
-    Rule("/device/verify", "device_verify_rate_limit", "device-verify"),
+    Rule("/device/verify", "device_verify_rate_limit", "device-verify", page=True),
     Rule("/oauth/introspect", "introspect_rate_limit", "introspect"),
     Rule("/oauth/register", "dynamic_client_registration_rate_limit", "register"),
 )
@@ -172,15 +175,29 @@ def redis_url(settings: Settings) -> str:
     return f"redis://{auth}{settings.redis_addr}/{settings.redis_db}"
 
 
-def build_storage(settings: Settings):
-    """The `limits` storage for the settings; Redis is pinged (start-up fails clearly)."""
+def redis_pool(settings: Settings):
+    """With RATE_LIMIT_STORE=redis, the process's one Redis connection pool (shared by
+    the rate limiter and the device-polling pace); None otherwise."""
+    if settings.get("rate_limit_store", "memory") != "redis":
+        return None
+    import redis
+
+    return redis.ConnectionPool.from_url(
+        redis_url(settings), socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=REDIS_TIMEOUT_SECONDS)
+
+
+def build_storage(settings: Settings, pool=None):
+    """The `limits` storage for the settings; Redis is pinged (start-up fails clearly).
+
+    ``pool``: the runtime's Redis connection pool (one is made when None)."""
     if settings.rate_limit_store == "memory":
         return storage_from_string("memory://")
     where = f"REDIS_ADDR={settings.redis_addr}, REDIS_DB={settings.redis_db}"
     try:
         storage = storage_from_string(
             redis_url(settings), key_prefix=settings.rate_limit_key_prefix,
-            socket_connect_timeout=REDIS_TIMEOUT_SECONDS, socket_timeout=REDIS_TIMEOUT_SECONDS)
+            connection_pool=pool if pool is not None else redis_pool(settings))
         storage.get_connection().ping()
     except Exception as exc:
         # The message names the setting, never the password.
@@ -241,9 +258,16 @@ class RateLimiter:
     # -- classification --------------------------------------------------------------
 
     def rule_for(self, request: Request) -> Rule | None:
-        if request.method != "POST":
-            return None
-        return self.rules.get(request.path_info)
+        if request.method == "POST":
+            return self.rules.get(request.path_info)
+        # ``GET /device?user_code=`` answers differently for a live code (the
+        # approval page, with the client's name) and an unknown one: a guessing
+        # oracle like ``POST /device/verify``, so it is charged to the same
+        # per-address counter, or the form's limit could be bypassed.
+        if request.method == "GET" and request.path_info == "/device" \
+                and request.GET.get("user_code"):
+            return self.rules.get("/device/verify")
+        return None
 
     def classify(self, request: Request, rule: Rule) -> tuple[str, str]:
         """(key kind, key) for this request.
@@ -392,13 +416,15 @@ def too_many_requests(request: Request, decision: Decision) -> Response:
     assert item is not None
     retry_after = decision.retry_after()
     _count(request, "exceeded", endpoint=rule.path)
-    log.info("rate limit exceeded: POST %s from %s (%d/min, key %s)", rule.path,
-             decision.client_ip, item.amount, decision.key_kind)
+    # ``endpoint`` is the counter (GET /device?user_code= is charged to /device/verify).
+    log.info("rate limit exceeded: %s %s from %s (%d/min, key %s)", request.method,
+             request.path, decision.client_ip, item.amount, decision.key_kind)
     record(request, "RATE_LIMIT_EXCEEDED", severity=WARNING, success=False,
-           action=f"Rate limit exceeded on POST {rule.path}",
+           action=f"Rate limit exceeded on {request.method} {request.path}",
            error_message=MESSAGE,
-           details={"endpoint": rule.path, "method": "POST", "limit": item.amount,
-                    "window": "1m", "key": decision.key_kind})
+           details={"endpoint": rule.path, "method": request.method, "limit": item.amount,
+                    "window": "1m", "key": decision.key_kind},
+           **({} if rule.page else {"actor_user_id": ""}))
     if wants_html(request):
         from pyramid.renderers import render_to_response
 
@@ -451,7 +477,8 @@ def includeme(config: Configurator) -> None:
         log.warning("Rate limiting is disabled (ENABLE_RATE_LIMIT=false); don't run like "
                     "this in production")
         return
-    setattr(registry, REGISTRY_ATTR, RateLimiter(settings, build_storage(settings)))
+    setattr(registry, REGISTRY_ATTR, RateLimiter(
+        settings, build_storage(settings, getattr(registry.authgate, "redis_pool", None))))
     log.info("Rate limiting: store=%s, login=%d/min, device code=%d/min, token=%d/min",
              settings.rate_limit_store, settings.login_rate_limit,
              settings.device_code_rate_limit, settings.token_rate_limit)

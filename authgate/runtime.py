@@ -30,6 +30,9 @@ class Runtime:
     selected: dict[str, Any] = field(default_factory=dict)  # kind -> [Offered]
     jobs: Any = None  # authgate.jobs.Scheduler of a serving process
     pacer: Any = None  # authgate.pacing.Pacer; None = device polls paced in the database
+    # With RATE_LIMIT_STORE=redis: the one connection pool the rate limiter and the
+    # polling pace share (authgate.ratelimit.redis_pool).
+    redis_pool: Any = None
 
     def start_jobs(self) -> None:
         """Scheduled cleanup and audit retention (serving processes only, not tests)."""
@@ -49,4 +52,6 @@ class Runtime:
         self.audit.close()
         if self.pacer is not None:
             self.pacer.close()
+        if self.redis_pool is not None:
+            self.redis_pool.disconnect()
         self.engine.dispose()

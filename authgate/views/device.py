@@ -49,24 +49,6 @@ def _entry_page(request, user_code: str, kind: str | None) -> dict:
     return {"pending": None, "user_code": user_code, "error": error, "error_hint": hint}
 
 
-def _guess_limited(request):
-    """The 429 response when this address has used up its user-code guesses, else None.
-
-    ``GET /device?user_code=`` answers differently for a live code (the approval
-    page, with the client's name) and an unknown one, so it is a guessing oracle
-    like ``POST /device/verify``: it is charged to the same per-address counter
-    (DEVICE_VERIFY_RATE_LIMIT), or the form's limit could be bypassed.
-    """
-    from authgate.ratelimit import get_limiter, too_many_requests
-
-    limiter = get_limiter(request.registry)
-    rule = limiter.rules.get("/device/verify") if limiter is not None else None
-    if rule is None:
-        return None
-    decision = limiter.decide(request, rule)
-    return None if decision.allowed else too_many_requests(request, decision)
-
-
 @view_config(route_name="device_page", request_method="GET", renderer="device.jinja2")
 def device_page(request):
     if request.current_user is None:
@@ -74,10 +56,6 @@ def device_page(request):
     typed = str(request.params.get("user_code", ""))[:64]
     if not typed:
         return _entry_page(request, "", None)
-    if request.method == "GET":  # a POST was already counted by the rate-limit tween
-        limited = _guess_limited(request)
-        if limited is not None:
-            return limited
     try:
         row, client = devices.check_pending(request.dbsession, typed)
     except devices.VerifyError as exc:

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from authgate.pacing import MemoryPacer, RedisPacer, build_pacer
+from authgate.ratelimit import build_storage, redis_pool
 from authgate.settings import core_spec
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -98,10 +99,15 @@ def settings(**environ):
 
 def test_which_pacer():
     # Redis whenever the rate limits are in Redis (several processes share it).
-    shared = build_pacer(settings(RATE_LIMIT_STORE="redis", REDIS_ADDR="127.0.0.1:6379"),
-                         "postgres")
+    configured = settings(RATE_LIMIT_STORE="redis", REDIS_ADDR="127.0.0.1:6379")
+    pool = redis_pool(configured)
+    shared = build_pacer(configured, "postgres", pool)
     assert isinstance(shared, RedisPacer)
+    # The rate limiter's storage uses the same connection pool.
+    assert build_storage(configured, pool).get_connection().connection_pool is pool
     shared.close()
+    pool.disconnect()
+    assert redis_pool(settings()) is None
     assert isinstance(build_pacer(settings(), "sqlite"), MemoryPacer)
     # PostgreSQL without Redis may be several processes: the row keeps the pace.
     assert build_pacer(settings(), "postgres") is None
