@@ -1,1 +1,1 @@
-pytest_plugins = ["authgate.testing", "authgate.testing.postgres"]
+pytest_plugins = ["authgate.testing", "authgate.testing.postgres", "authgate.testing.redis"]

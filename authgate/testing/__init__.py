@@ -13,7 +13,10 @@ Fixtures:
 ``app``
     ``make_app()`` with the defaults.
 
-The contract suites live in :mod:`authgate.testing.contracts`.
+The contract suites live in :mod:`authgate.testing.contracts`; the ``pg_dsn``
+fixture (a throwaway PostgreSQL database) in :mod:`authgate.testing.postgres`; the
+``redis_prefix`` fixture (a key prefix of the test's own in the machine's Redis) in
+:mod:`authgate.testing.redis`.
 """
 
 from __future__ import annotations

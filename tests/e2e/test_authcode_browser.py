@@ -25,7 +25,7 @@ from authlib.oidc.core import CodeIDToken
 from authlib.oidc.core.util import create_half_hash
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from e2e_support import ADMIN_PASSWORD, screenshot
+from e2e_support import log_in_and_consent, screenshot, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -110,33 +110,10 @@ def web_client(server, redirect_uri: str, *, confidential: bool = True):
                          "--description", "Prints the photos in your account")
 
 
-def sign_in(page) -> None:
-    page.wait_for_selector("#username")
-    page.fill("#username", "admin")
-    page.fill("#password", ADMIN_PASSWORD)
-    page.click("#login-submit")
-
-
 def discovery(server) -> dict:
     response = requests.get(server.url + "/.well-known/openid-configuration", timeout=10)
     assert response.status_code == 200, response.text
     return response.json()
-
-
-def browser_authorize(page, callback: CallbackListener, url: str, *, login: bool,
-                      consent: bool, shot: str | None = None) -> str:
-    """Open ``url`` in Chromium, sign in / approve as needed; the callback URL."""
-    page.goto(url)
-    if login:
-        sign_in(page)
-    if consent:
-        page.wait_for_selector("#consent-approve")
-        if shot:
-            screenshot(page, shot)
-        page.click("#consent-approve")
-    received = callback.wait()
-    page.wait_for_selector("#done")
-    return received
 
 
 def pkce_pair() -> tuple[str, str]:
@@ -161,18 +138,16 @@ def test_authlib_web_app_signs_in_with_consent(es256_server, page, callback):
     url, state = session.create_authorization_url(meta["authorization_endpoint"],
                                                   code_verifier=verifier, nonce=nonce)
 
-    page.goto(url)
-    assert "/login" in page.url  # not signed in yet: login first, then back
-    sign_in(page)
-    page.wait_for_selector("#consent-approve")
-    assert page.inner_text("#client-name") == "Photo Printer"
-    assert "Prints the photos in your account" in page.inner_text("#client-description")
-    scopes_text = page.inner_text("#scope-list")
-    for line in ("Confirm your identity", "Read your email address", "Read your profile"):
-        assert line in scopes_text
-    assert page.inner_text("#redirect-host") == urlsplit(callback.url).netloc
-    screenshot(page, "consent")
-    page.click("#consent-approve")
+    def described(consent_page) -> None:
+        assert "Prints the photos in your account" in consent_page.inner_text(
+            "#client-description")
+        scopes_text = consent_page.inner_text("#scope-list")
+        for line in ("Confirm your identity", "Read your email address", "Read your profile"):
+            assert line in scopes_text
+
+    # Not signed in yet: login first, then back to the consent page.
+    log_in_and_consent(page, url, client_name="Photo Printer", redirect_uri=callback.url,
+                       check_consent=described, shot="consent")
     returned = callback.wait()
     query = parse_qs(urlsplit(returned).query)
     assert query["state"] == [state] and query["iss"] == [meta["issuer"]]
@@ -214,7 +189,8 @@ def test_authlib_web_app_signs_in_with_consent(es256_server, page, callback):
     verifier2 = secrets.token_urlsafe(48)
     url2, state2 = session.create_authorization_url(meta["authorization_endpoint"],
                                                     code_verifier=verifier2, nonce="n2")
-    returned2 = browser_authorize(page, callback, url2, login=False, consent=False)
+    log_in_and_consent(page, url2, login=False, consent=False)
+    returned2 = callback.wait()
     again = session.fetch_token(meta["token_endpoint"], authorization_response=returned2,
                                 code_verifier=verifier2, state=state2)
     assert again["access_token"] != token["access_token"]
@@ -230,7 +206,8 @@ def test_authlib_public_client_with_pkce(es256_server, page, callback):
     verifier = secrets.token_urlsafe(64)
     url, state = session.create_authorization_url(meta["authorization_endpoint"],
                                                   code_verifier=verifier, nonce="abc")
-    returned = browser_authorize(page, callback, url, login=True, consent=True)
+    log_in_and_consent(page, url)
+    returned = callback.wait()
     token = session.fetch_token(meta["token_endpoint"], authorization_response=returned,
                                 code_verifier=verifier, state=state)
     claims = jwt.decode(token["id_token"], options={"verify_signature": False})
@@ -256,8 +233,8 @@ def test_code_exchange_errors_and_replay(es256_server, page, callback):
         "client_id": client_id, "redirect_uri": callback.url, "response_type": "code",
         "scope": SCOPE, "state": "st", "code_challenge": challenge,
         "code_challenge_method": "S256"})
-    code = parse_qs(urlsplit(browser_authorize(page, callback, url, login=True,
-                                               consent=True)).query)["code"][0]
+    log_in_and_consent(page, url)
+    code = parse_qs(urlsplit(callback.wait()).query)["code"][0]
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback.url}
     auth = (client_id, secret)  # HTTP Basic
 

@@ -4,34 +4,18 @@ counters (the machine's Redis at 127.0.0.1:6379; a missing Redis fails the test)
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 import redis
 import requests
 
+from authgate.testing.redis import REDIS_ADDR
+
 pytestmark = pytest.mark.e2e
 
-REDIS_ADDR = "127.0.0.1:6379"
 BODY = {"error": "rate_limit_exceeded",
         "message": "Too many requests. Please try again later.",
         "error_description": "Too many requests. Please try again later."}
-
-
-@pytest.fixture
-def redis_prefix():
-    client = redis.Redis.from_url(f"redis://{REDIS_ADDR}/0", socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_ADDR} is needed for this test and is unreachable "
-                    f"({exc}); start it: redis-server --daemonize yes --port 6379")
-    prefix = f"authgate-e2e:{uuid.uuid4().hex}"
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def sign_in(server, password: str = "wrong-password") -> requests.Response:

@@ -20,7 +20,6 @@ import secrets
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +30,10 @@ import redis
 import requests
 from e2e_support import ADMIN_PASSWORD, LiveServer, start_server
 
+from authgate.testing.redis import REDIS_ADDR
+
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
-REDIS_ADDR = "127.0.0.1:6379"
 AUTHGATE = str(Path(sys.executable).with_name("authgate"))
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # The one public URL of the deployment (nginx's, in production): the issuer and the
@@ -41,22 +41,6 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # requests go to each process's own port.
 PUBLIC_URL = "http://auth.scale-out.test"
 SEEDED = re.compile(r"Seeded OAuth client with ID: ([0-9a-f-]{36})")
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    client = redis.Redis.from_url(f"redis://{REDIS_ADDR}/0", socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_ADDR} is needed for this test and is unreachable "
-                    f"({exc}); start it: redis-server --daemonize yes --port 6379")
-    prefix = f"authgate-e2e-scale:{uuid.uuid4().hex}"
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 @dataclass

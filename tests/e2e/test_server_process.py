@@ -12,18 +12,15 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
+from e2e_support import free_port, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -37,60 +34,10 @@ HEALTHY = {"status": "healthy", "database": "connected"}
 ADMIN_PASSWORD = "e2e-admin-password-123"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home)}
     env.update(extra)
     return env
-
-
-class Server:
-    def __init__(self, proc: subprocess.Popen, log: Path, url: str):
-        self.proc, self.log, self.url = proc, log, url
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_healthy(self, timeout: float = 30) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}:\n{self.text()}")
-            try:
-                response = requests.get(f"{self.url}/health", timeout=2)
-                if response.status_code == 200:
-                    return response.json()
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"server not healthy after {timeout}s:\n{self.text()}")
-
-    def terminate(self, timeout: float = 15) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"server still running {timeout}s after SIGTERM:\n{self.text()}")
-
-
-@contextmanager
-def running(cmd: list[str], cwd: Path, env: dict[str, str], url: str,
-            log_name: str = "server.log") -> Iterator[Server]:
-    log = cwd / log_name
-    with open(log, "wb") as handle:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=handle,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        yield Server(proc, log, url)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
 
 
 def sqlite(cwd: Path, sql: str) -> str:
@@ -105,9 +52,9 @@ def test_authgate_server_first_start_and_restart(tmp_path):
     url = f"http://127.0.0.1:{port}"
     creds, dotenv = tmp_path / "authgate-credentials.txt", tmp_path / ".env"
 
-    with running([AUTHGATE, "server"], tmp_path, env, url, "first.log") as server:
-        assert server.wait_healthy() == HEALTHY
-        log = server.text()
+    with start_server(tmp_path, env, defaults=False, log_name="first.log") as server:
+        assert server.health == HEALTHY
+        log = server.log()
         match = re.search(rf"Seeded OAuth client with ID: ({UUID})", log)
         assert match, log
         client_id = match.group(1)
@@ -126,19 +73,19 @@ def test_authgate_server_first_start_and_restart(tmp_path):
         assert stat.S_IMODE(dotenv.stat().st_mode) == 0o600
 
         started = time.monotonic()
-        assert server.terminate() == 0
+        assert server.stop(fail_on_timeout=True) == 0
         assert time.monotonic() - started < 10
-        assert "Server stopped" in server.text()
+        assert "Server stopped" in server.log()
 
     creds_bytes, creds_mtime = creds.read_bytes(), creds.stat().st_mtime_ns
     dotenv_bytes = dotenv.read_bytes()
 
-    with running([AUTHGATE, "server"], tmp_path, env, url, "second.log") as server:
-        assert server.wait_healthy() == HEALTHY
-        log = server.text()
+    with start_server(tmp_path, env, defaults=False, log_name="second.log") as server:
+        assert server.health == HEALTHY
+        log = server.log()
         assert "Seeded OAuth client" not in log
         assert "Generated JWT_SECRET" not in log
-        assert server.terminate() == 0
+        assert server.stop(fail_on_timeout=True) == 0
 
     assert creds.read_bytes() == creds_bytes
     assert creds.stat().st_mtime_ns == creds_mtime
@@ -173,9 +120,8 @@ def test_device_login_example_client_against_the_server(tmp_path):
     work = tmp_path / "client"
     work.mkdir()
 
-    with running([AUTHGATE, "server"], tmp_path, env, url) as server:
-        server.wait_healthy()
-        client_id = re.search(rf"Seeded OAuth client with ID: ({UUID})", server.text()).group(1)
+    with start_server(tmp_path, env, defaults=False, log_name="server.log") as server:
+        client_id = re.search(rf"Seeded OAuth client with ID: ({UUID})", server.log()).group(1)
 
         unknown = subprocess.run(
             [AUTHGATE, "device-login", "--server", url, "--client-id", "no-such-client"],
@@ -221,7 +167,7 @@ def test_device_login_example_client_against_the_server(tmp_path):
         token = json.loads(out.read_text())
         assert token["access_token"] and token["token_type"].lower() == "bearer"
         assert "Authorized." in err.read_text()
-        assert server.terminate() == 0
+        assert server.stop(fail_on_timeout=True) == 0
 
 
 def _copy_ini(tmp_path: Path, port: int) -> Path:
@@ -236,9 +182,10 @@ def test_pserve_development_ini(tmp_path):
     port = free_port()
     ini = _copy_ini(tmp_path, port)
     url = f"http://127.0.0.1:{port}"
-    with running([PSERVE, str(ini)], tmp_path, clean_env(tmp_path), url) as server:
-        assert server.wait_healthy() == HEALTHY
-        log = server.text()
+    with start_server(tmp_path, command=[PSERVE, str(ini)], port=port, defaults=False,
+                      log_name="server.log") as server:
+        assert server.health == HEALTHY
+        log = server.log()
         assert re.search(rf"Seeded OAuth client with ID: {UUID}", log), log
         # The ini's logging sections are in force: "time LEVEL [logger][thread] message".
         assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO  \[authgate\.seed\]\[MainThread\]",
@@ -249,7 +196,7 @@ def test_pserve_development_ini(tmp_path):
         page = requests.get(url + "/login", timeout=10)
         assert page.status_code == 200 and 'id="pDebug"' in page.text
         assert requests.get(url + "/_debug_toolbar/", timeout=10).status_code == 200
-        server.terminate()
+        server.stop(fail_on_timeout=True)
     assert (tmp_path / "oauth.db").exists()
     assert "JWT_SECRET=" in (tmp_path / ".env").read_text()
 
@@ -260,10 +207,11 @@ def test_authgate_server_with_development_ini_and_server_addr(tmp_path):
     shutil.copy(REPO / "development.ini", tmp_path / "development.ini")
     env = clean_env(tmp_path, SERVER_ADDR=f"127.0.0.1:{port}")
     url = f"http://127.0.0.1:{port}"
-    with running([AUTHGATE, "server", "-c", "development.ini"], tmp_path, env, url) as server:
-        assert server.wait_healthy() == HEALTHY
-        log = server.text()
+    with start_server(tmp_path, env, ini="development.ini", defaults=False,
+                      log_name="server.log") as server:
+        assert server.health == HEALTHY
+        log = server.log()
         assert f"[authgate.cli][MainThread] Listening on {url}" in log
         # development.ini logs authgate at DEBUG: the route table is listed.
         assert re.search(r"GET\S*\s+/health\s+--> authgate\.views\.health\.", log), log
-        assert server.terminate() == 0
+        assert server.stop(fail_on_timeout=True) == 0

@@ -662,28 +662,6 @@ def test_http_api_commands(live_server, fake_api):
     assert re.search(pattern, server.log()), (pattern, server.log()[-3000:])
 
 
-def start_with_ini(cwd: Path, ini: Path, env: dict[str, str]) -> LiveServer:
-    listen = re.search(r"^listen = 127\.0\.0\.1:(\d+)$", ini.read_text(), re.M)
-    port = int(listen.group(1)) if listen else int(env["SERVER_ADDR"].rsplit(":", 1)[1])
-    log_path = cwd / "server.log"
-    handle = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen([AUTHGATE, "server", "-c", str(ini)], cwd=cwd, stdout=handle,
-                               stderr=subprocess.STDOUT,
-                               env={"PATH": os.environ["PATH"], "HOME": str(cwd), **env})
-    server = LiveServer(f"http://127.0.0.1:{port}", cwd, process, log_path, env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, server.log()
-        try:
-            if requests.get(server.url + "/health", timeout=1).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    pytest.fail(f"server did not start:\n{server.log()}")
-
-
 @pytest.mark.e2e
 def test_trusted_proxies(tmp_path):
     """TRUSTED_PROXIES: each client behind the proxy has its own counter, and a client
@@ -702,9 +680,10 @@ def test_trusted_proxies(tmp_path):
     ini_text = ini_text.replace("\nlisten = localhost:8080\n", f"\nlisten = 127.0.0.1:{port}\n")
     ini = tmp_path / "proxy.ini"
     ini.write_text(ini_text)
-    server = start_with_ini(tmp_path, ini, {
+    server = start_server(tmp_path, {
         "TRUSTED_PROXIES": "127.0.0.1", "BASE_URL": f"http://127.0.0.1:{port}",
-        "DEFAULT_ADMIN_PASSWORD": ADMIN_PASSWORD})
+        "DEFAULT_ADMIN_PASSWORD": ADMIN_PASSWORD}, ini=ini, port=port, defaults=False,
+        log_name="server.log")
     try:
         def post(forwarded: str) -> int:
             return requests.post(f"{server.url}/oauth/device/code", data={"client_id": "x"},
@@ -768,30 +747,13 @@ def test_backups_and_db_copy(live_server, tmp_path, pg_dsn):
 
 def background(name: str, cwd: Path, env: dict[str, str], subs=None) -> LiveServer:
     """Start the guide's server command NAME (bash execs it: SIGTERM reaches it)."""
-    port = free_port()
     script = block("check", name)
     for old, new in (subs or {}).items():
         script = script.replace(old, new)
-    log_path = cwd / f"{name}.log"
-    handle = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    environ = {"PATH": f"{Path(AUTHGATE).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-               "HOME": str(cwd), "SERVER_ADDR": f"127.0.0.1:{port}",
-               "BASE_URL": f"http://127.0.0.1:{port}", "DEFAULT_ADMIN_PASSWORD": ADMIN_PASSWORD,
-               "DATABASE_DRIVER": "sqlite", **env}
-    process = subprocess.Popen(["bash", "-c", script], cwd=cwd, stdout=handle,
-                               stderr=subprocess.STDOUT, env=environ)
-    server = LiveServer(f"http://127.0.0.1:{port}", cwd, process, log_path, environ)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, server.log()
-        try:
-            if requests.get(server.url + "/health", timeout=1).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    pytest.fail(f"{name} did not start:\n{server.log()}")
+    return start_server(cwd, {
+        "PATH": f"{Path(AUTHGATE).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "DATABASE_DRIVER": "sqlite", **env}, command=["bash", "-c", script],
+        log_name=f"{name}.log")
 
 
 def stripped_log(server: LiveServer) -> list[str]:
@@ -845,9 +807,9 @@ def test_debug_logging(live_server, tmp_path):
     ini = tmp_path / "ini-sql" / "production.ini"
     ini.write_text(ini_text)
     port = free_port()
-    server = start_with_ini(tmp_path / "ini-sql", ini, {
+    server = start_server(tmp_path / "ini-sql", {
         **secrets, "SERVER_ADDR": f"127.0.0.1:{port}", "BASE_URL": f"http://127.0.0.1:{port}",
-        "DATABASE_DRIVER": "sqlite"})
+        "DATABASE_DRIVER": "sqlite"}, ini=ini, defaults=False, log_name="server.log")
     try:
         requests.get(f"{server.url}/login", timeout=10)
         time.sleep(0.5)

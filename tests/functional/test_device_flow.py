@@ -30,11 +30,6 @@ def approve(app, user_code, action="approve"):
     return form(page, "/device/verify").submit("action", value=action)
 
 
-def rewind_poll(app, device_code):
-    """Pretend the last poll was long ago (the client waited its interval)."""
-    app.rewind_poll(device_code)
-
-
 def test_full_flow_issues_tokens_once(app):
     code = request_code(app).json
     assert re.fullmatch(r"[A-HJKMNP-Z2-9]{4}-[A-HJKMNP-Z2-9]{4}", code["user_code"])
@@ -52,12 +47,12 @@ def test_full_flow_issues_tokens_once(app):
     result = form(page, "/device/verify").submit("action", value="approve")
     assert "Device authorized" in result.text
 
-    rewind_poll(app, code["device_code"])
+    app.rewind_poll(code["device_code"])  # the client waited its interval
     tokens = poll(app, code["device_code"], status=200).json
     assert tokens["token_type"] == "Bearer" and tokens["access_token"] and tokens["refresh_token"]
     assert tokens["scope"] == "email profile"
 
-    rewind_poll(app, code["device_code"])
+    app.rewind_poll(code["device_code"])
     again = poll(app, code["device_code"], status=400)
     assert again.json["error"] == "invalid_grant"
 

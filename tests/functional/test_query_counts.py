@@ -105,10 +105,6 @@ def test_sqlite_paces_polls_in_memory(app):
     assert (app.runtime.pacer is not None) == (app.runtime.store.name == "sqlite")
 
 
-def rewind_poll(app, device_code: str) -> None:
-    app.rewind_poll(device_code)
-
-
 def test_device_code_request(app, sql, ids):
     sql.during(lambda: new_device_code(app, ids["device"]))
     sql.check(["SELECT oauth_clients", "SAVEPOINT", "INSERT device_codes", "RELEASE",
@@ -143,7 +139,7 @@ def test_device_token_issuance(app, sql, ids):
     app.login()
     page = app.testapp.get(f"/device?user_code={code['user_code']}")
     form(page, "/device/verify").submit("action", value="approve")
-    rewind_poll(app, code["device_code"])
+    app.rewind_poll(code["device_code"])  # the client waited its interval
     response = sql.during(lambda: app.testapp.post("/oauth/token", {
         "grant_type": GRANT, "device_code": code["device_code"], "client_id": ids["device"]},
         status=200))

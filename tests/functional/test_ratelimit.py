@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
 
 import pytest
 import redis
@@ -23,12 +22,12 @@ from authgate import hookimpl
 from authgate.errors import ConfigurationError
 from authgate.models import AuditLog
 from authgate.testing import form
+from authgate.testing.redis import REDIS_ADDR
 
 GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 BODY = {"error": "rate_limit_exceeded",
         "message": "Too many requests. Please try again later.",
         "error_description": "Too many requests. Please try again later."}
-REDIS_ADDR = "127.0.0.1:6379"
 
 
 class IncludeRateLimit:
@@ -350,23 +349,6 @@ def test_bad_settings_stop_start_up(limited, name, value, expected):
 # ---------------------------------------------------------------------------
 # Redis
 # ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_prefix():
-    """A key prefix of this test's own in the machine's Redis; its keys are deleted."""
-    client = redis.Redis.from_url(f"redis://{REDIS_ADDR}/0", socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis at {REDIS_ADDR} is needed for this test and is unreachable "
-                    f"({exc}); start it: redis-server --daemonize yes --port 6379")
-    prefix = f"authgate-test:{uuid.uuid4().hex}"
-    yield prefix
-    keys = list(client.scan_iter(match=f"{prefix}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def redis_environ(prefix, **extra):

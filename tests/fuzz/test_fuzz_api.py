@@ -22,13 +22,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import requests
 import schemathesis
-from e2e_support import LiveServer, free_port
+from e2e_support import LiveServer, start_server
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -69,31 +68,6 @@ class Fuzzed:
         return [*SECRETS.values(), self.client_secret]
 
 
-def _start(cwd: Path, env_extra: dict[str, str]) -> LiveServer:
-    port = free_port()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd),
-           "SERVER_ADDR": f"127.0.0.1:{port}", "BASE_URL": f"http://127.0.0.1:{port}",
-           "ENABLE_RATE_LIMIT": "false", **SECRETS, **env_extra}
-    if os.environ.get("PYTHONPATH"):
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    log_path = cwd / "server.log"
-    handle = open(log_path, "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen([str(Path(sys.executable).with_name("authgate")), "server"],
-                               cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
-    server = LiveServer(f"http://127.0.0.1:{port}", cwd, process, log_path, env)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, server.log()
-        try:
-            if requests.get(server.url + "/health", timeout=1).status_code == 200:
-                return server
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    server.stop()
-    raise AssertionError(server.log())
-
-
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory, request):
     from authgate.testing import postgres
@@ -105,7 +79,8 @@ def fuzzed(tmp_path_factory, request):
         env = {"DATABASE_DRIVER": "postgres",
                "DATABASE_DSN": f"{postgres.server_dsn()} dbname={database}"}
     cwd = tmp_path_factory.mktemp("fuzz-server")
-    server = _start(cwd, env)
+    server = start_server(cwd, {"ENABLE_RATE_LIMIT": "false", **SECRETS, **env},
+                          pass_env=["PYTHONPATH"], log_name="server.log")
     try:
         made = subprocess.run([str(Path(sys.executable).with_name("authgate")),
                                "create-client", "Fuzz Service", "--confidential",

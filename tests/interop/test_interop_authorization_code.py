@@ -21,13 +21,14 @@ import threading
 import time
 import warnings
 from concurrent.futures import Future
+from functools import partial
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session, OAuthError
-from e2e_support import ADMIN_PASSWORD, CHROMIUM, CHROMIUM_ARGS
+from e2e_support import CHROMIUM, CHROMIUM_ARGS, log_in_and_consent
 from interop_support import create_client, discovery
 
 with warnings.catch_warnings():  # authlib.jose is deprecated in favour of joserfc
@@ -169,36 +170,15 @@ def person_approves(chromium, page, callback: CallbackListener, url: str, *,
                     client_name: str, scopes: tuple[str, ...]) -> str:
     """The person, in Chromium: opens the authorization URL, signs in as admin, reads
     the consent page and approves; the URL the browser was sent back to."""
-
-    def in_browser() -> None:
-        page.goto(url)
-        page.wait_for_selector("#username")
-        assert urlsplit(page.url).path == "/login"  # not signed in yet
-        page.fill("#username", "admin")
-        page.fill("#password", ADMIN_PASSWORD)
-        page.click("#login-submit")
-        page.wait_for_selector("#consent-approve")
-        assert page.inner_text("#client-name") == client_name
-        assert page.inner_text("#consent-username") == "admin"
-        shown = page.locator("#scope-list code.scope-name").all_inner_texts()
-        assert sorted(shown) == sorted(scopes)
-        assert page.inner_text("#redirect-host") == urlsplit(callback.url).netloc
-        page.click("#consent-approve")
-        page.wait_for_selector("#done")  # back in the app
-
-    chromium.run(in_browser)
+    chromium.run(partial(log_in_and_consent, page, url, client_name=client_name,
+                         scopes=scopes, redirect_uri=callback.url))
     return callback.wait()
 
 
 def returns_without_pages(chromium, page, callback: CallbackListener, url: str) -> str:
     """A later authorization by the same person: signed in and consent remembered,
     the browser goes straight back to the app."""
-
-    def in_browser() -> None:
-        page.goto(url)
-        page.wait_for_selector("#done")
-
-    chromium.run(in_browser)
+    chromium.run(partial(log_in_and_consent, page, url, login=False, consent=False))
     return callback.wait()
 
 

@@ -15,16 +15,13 @@ Limits in force:
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
-from e2e_support import ADMIN_PASSWORD, LiveServer, free_port
+from e2e_support import start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -148,30 +145,8 @@ def test_waitress_body_limit_from_the_ini_refuses_before_buffering(tmp_path, sto
     ini = tmp_path / "small.ini"
     ini.write_text("[app:main]\nuse = egg:authgate\n\n"
                    "[server:main]\nuse = egg:waitress#main\nmax_request_body_size = 65536\n")
-    port = free_port()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
-           "SERVER_ADDR": f"127.0.0.1:{port}", "BASE_URL": f"http://127.0.0.1:{port}",
-           "DEFAULT_ADMIN_PASSWORD": ADMIN_PASSWORD, "ENABLE_RATE_LIMIT": "false",
-           **({"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH")
-              else {}),
-           **store_environ()}
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
-    process = subprocess.Popen([str(Path(sys.executable).with_name("authgate")), "server",
-                                "-c", str(ini)], cwd=tmp_path, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    server = LiveServer(f"http://127.0.0.1:{port}", tmp_path, process,
-                        tmp_path / "server.log", env)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, server.log()
-            try:
-                if requests.get(server.url + "/health", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.1)
+    with start_server(tmp_path, {"ENABLE_RATE_LIMIT": "false", **store_environ()}, ini=ini,
+                      pass_env=["PYTHONPATH"], log_name="server.log") as server:
         response = requests.post(server.url + "/oauth/token", headers=FORM, timeout=30,
                                  data=b"grant_type=x&pad=" + b"a" * 100_000)
         assert response.status_code == 413
@@ -179,6 +154,3 @@ def test_waitress_body_limit_from_the_ini_refuses_before_buffering(tmp_path, sto
         small = requests.post(server.url + "/oauth/token", data=b"grant_type=x",
                               headers=FORM, timeout=30)
         assert small.status_code == 400
-    finally:
-        server.stop()
-        log.close()
