@@ -20,6 +20,7 @@ from urllib.parse import urlencode, urlsplit
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
+from authgate.audit import EVENT_TYPES as AUDIT_EVENT_TYPES
 from authgate.models import (
     AuditLog,
     OAuthClient,
@@ -48,22 +49,9 @@ EMAIL_RE = re.compile(r"^[^@\s<>\"']+@[^@\s<>\"']+$")
 SERVICE_ACCOUNT_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.@-]{0,254}$")
 MIN_PASSWORD_LENGTH = 8
 
-# Event types of reference 9.1 (the audit filter offers these plus any stored).
-EVENT_TYPES = (
-    "AUTHENTICATION_SUCCESS", "AUTHENTICATION_FAILURE", "LOGOUT", "OAUTH_AUTHENTICATION",
-    "DEVICE_CODE_GENERATED", "DEVICE_CODE_AUTHORIZED", "DEVICE_CODE_DENIED",
-    "ACCESS_TOKEN_ISSUED", "REFRESH_TOKEN_ISSUED", "ID_TOKEN_ISSUED", "TOKEN_REFRESHED",
-    "TOKEN_REVOKED", "TOKEN_DISABLED", "TOKEN_ENABLED", "TOKEN_INTROSPECTED",
-    "CLIENT_CREATED", "CLIENT_UPDATED", "CLIENT_DELETED", "CLIENT_SECRET_REGENERATED",
-    "CLIENT_APPROVED", "CLIENT_REJECTED", "CLIENT_REGISTERED", "CLIENT_TOKENS_REVOKED_ALL",
-    "CLIENT_CREDENTIALS_TOKEN_ISSUED",
-    "USER_CREATED", "USER_UPDATED", "USER_ROLE_CHANGED", "USER_PASSWORD_RESET",
-    "USER_DELETED", "USER_DISABLED", "USER_ENABLED", "OAUTH_CONNECTION_DELETED",
-    "USER_AUTHORIZATION_GRANTED", "USER_AUTHORIZATION_REVOKED",
-    "AUTHORIZATION_CODE_GENERATED", "AUTHORIZATION_CODE_EXCHANGED",
-    "AUTHORIZATION_CODE_DENIED", "RATE_LIMIT_EXCEEDED", "SUSPICIOUS_ACTIVITY",
-    "AUDIT_LOG_EXPORTED",
-)
+# Every event type the product emits (the audit filter offers these plus any stored);
+# authgate.audit.EVENT_TYPES is the one list, with descriptions.
+EVENT_TYPES: tuple[str, ...] = tuple(AUDIT_EVENT_TYPES)
 SEVERITIES = ("INFO", "WARNING", "ERROR", "CRITICAL")
 RESOURCE_TYPES = ("USER", "CLIENT", "TOKEN", "DEVICE_CODE", "AUTHORIZATION")
 EXPORT_LIMIT = 10_000

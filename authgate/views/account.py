@@ -37,34 +37,36 @@ def _own_token(request):
                          owner_id=request.current_user.id)
 
 
-def session_revoke(request):
+def _change_own_token(request, change, event: str, verb: str, message: str):
+    """Revoke, disable or enable one of the signed-in person's tokens, record ``event``,
+    flash ``message`` and go back to the list the button was on.
+
+    ``change`` is the service call; revoke_token returns how many tokens it revoked
+    (recorded as ``tokens_revoked``), disable/enable return None.  A token in the wrong
+    state raises svc.Conflict, shown as the error page by the ``user_page`` guard."""
     token = _own_token(request)
-    count = svc.revoke_token(request.dbsession, token)
-    token_event(request, "TOKEN_REVOKED", token,
-                f"{request.current_user.username} revoked one of their "
-                f"{token.token_category} tokens", tokens_revoked=count)
-    flash(request, "Session revoked. That device has to sign in again.")
+    revoked = change(request.dbsession, token)
+    details = {} if revoked is None else {"tokens_revoked": revoked}
+    token_event(request, event, token,
+                f"{request.current_user.username} {verb} one of their "
+                f"{token.token_category} tokens", **details)
+    flash(request, message)
     return see_other(back_to(request, SESSIONS, SESSIONS))
+
+
+def session_revoke(request):
+    return _change_own_token(request, svc.revoke_token, "TOKEN_REVOKED", "revoked",
+                             "Session revoked. That device has to sign in again.")
 
 
 def session_disable(request):
-    token = _own_token(request)
-    svc.disable_token(request.dbsession, token)
-    token_event(request, "TOKEN_DISABLED", token,
-                f"{request.current_user.username} disabled one of their "
-                f"{token.token_category} tokens")
-    flash(request, "Token disabled. Enable it again to resume that session.")
-    return see_other(back_to(request, SESSIONS, SESSIONS))
+    return _change_own_token(request, svc.disable_token, "TOKEN_DISABLED", "disabled",
+                             "Token disabled. Enable it again to resume that session.")
 
 
 def session_enable(request):
-    token = _own_token(request)
-    svc.enable_token(request.dbsession, token)
-    token_event(request, "TOKEN_ENABLED", token,
-                f"{request.current_user.username} enabled one of their "
-                f"{token.token_category} tokens")
-    flash(request, "Token enabled.")
-    return see_other(back_to(request, SESSIONS, SESSIONS))
+    return _change_own_token(request, svc.enable_token, "TOKEN_ENABLED", "enabled",
+                             "Token enabled.")
 
 
 def sessions_revoke_all(request):

@@ -10,21 +10,14 @@ from authgate.audit import WARNING, record
 from authgate.services import admin as svc
 from authgate.services import scopes
 from authgate.views.admin._base import T, flash, page_args, problem, search_param, see_other
+from authgate.views.client_form import ClientForm
 
 FORM = T + "apps/form.jinja2"
-SECRET = T + "admin/client_secret.jinja2"  # with the account layout
-
-
-def _event(request, event: str, client, action: str, *, severity: str = "INFO",
-           **details) -> None:
-    record(request, event, action=action, severity=severity, resource_type="CLIENT",
-           resource_id=client.client_id, resource_name=client.name,
-           details={"client_id": client.client_id, "self_service": True, **details})
-
-
-def _secret_page(client, secret: str | None, reason: str) -> dict:
-    return {"client": client, "secret": secret, "reason": reason, "nav": "apps",
-            "layout": "account/_layout.jinja2", "detail_url": f"/apps/{client.client_id}"}
+# A user picks scopes from APP_SCOPES only; a new app waits for approval, and its
+# status and token profile are the administrator's.  The secret page (the admin
+# console's template) uses the account layout.
+APPS = ClientForm(self_service=True, template=FORM, detail_prefix="/apps/", nav="apps",
+                  layout="account/_layout.jinja2")
 
 
 def apps_list(request):
@@ -45,19 +38,13 @@ def app_new(request):
 
 
 def app_create(request):
-    data = svc.ClientInput.from_form(request.POST, self_service=True)
+    data = APPS.read(request)
     try:
-        client, secret = svc.create_client(request.dbsession, request.current_user, data,
-                                           self_service=True)
+        client, secret = APPS.create(request, data)
     except svc.ValidationError as exc:
-        request.override_renderer = FORM
-        request.response.status = 400
-        return _form(data=data, errors=exc.errors)
-    _event(request, "CLIENT_CREATED", client, f"Registered app {client.name} (pending "
-           "approval)", client_type=client.client_type, grant_types=client.grant_types,
-           scopes=client.scopes, status=client.status)
-    request.override_renderer = SECRET
-    return _secret_page(client, secret, "created")
+        return APPS.invalid(request, _form(data=data, errors=exc.errors))
+    return APPS.created(request, client, secret,
+                        f"Registered app {client.name} (pending approval)")
 
 
 def _own(request):
@@ -78,24 +65,17 @@ def app_edit(request):
 
 def app_update(request):
     client = _own(request)
-    data = svc.ClientInput.from_form(request.POST, self_service=True)
+    data = APPS.read(request)
     try:
-        changes, secret = svc.update_client(request.dbsession, client, data, self_service=True)
+        changes, secret = APPS.update(request, client, data)
     except svc.ValidationError as exc:
-        request.override_renderer = FORM
-        request.response.status = 400
-        return _form(client, data, exc.errors)
+        return APPS.invalid(request, _form(client, data, exc.errors))
     if changes:
-        _event(request, "CLIENT_UPDATED", client, f"Updated app {client.name}",
-               changes=changes)
+        APPS.event(request, "CLIENT_UPDATED", client, f"Updated app {client.name}",
+                   changes=changes)
     if secret:
-        _event(request, "CLIENT_SECRET_REGENERATED", client,
-               f"Created a secret for {client.name} (now confidential)", severity=WARNING)
-        request.override_renderer = SECRET
-        return _secret_page(client, secret, "confidential")
-    flash(request, "Saved." if changes else "Nothing changed.",
-          "success" if changes else "info")
-    return see_other(f"/apps/{client.client_id}")
+        return APPS.became_confidential(request, client, secret)
+    return APPS.saved(request, client, bool(changes), "Saved.")
 
 
 def app_delete(request):
@@ -114,13 +94,4 @@ def app_delete(request):
 
 
 def app_regenerate(request):
-    client = _own(request)
-    try:
-        secret = svc.regenerate_secret(request.dbsession, client)
-    except svc.AdminError as exc:
-        return problem(request, exc.status, exc.title, exc.message,
-                       back_url=f"/apps/{client.client_id}")
-    _event(request, "CLIENT_SECRET_REGENERATED", client,
-           f"Regenerated the secret of {client.name}", severity=WARNING)
-    request.override_renderer = SECRET
-    return _secret_page(client, secret, "regenerated")
+    return APPS.regenerate(request, _own(request))

@@ -6,16 +6,12 @@ from authgate.audit import CRITICAL, WARNING, record
 from authgate.models import User
 from authgate.services import admin as svc
 from authgate.views.admin._base import T, flash, page_args, param, problem, search_param, see_other
+from authgate.views.client_form import ClientForm
 
 FORM = T + "admin/client_form.jinja2"
-SECRET = T + "admin/client_secret.jinja2"
-
-
-def _event(request, event: str, client, action: str, *, severity: str = "INFO",
-           **details) -> None:
-    record(request, event, action=action, severity=severity, resource_type="CLIENT",
-           resource_id=client.client_id, resource_name=client.name,
-           details={"client_id": client.client_id, **details})
+# An administrator sets every field, status and token profile included.
+CLIENTS = ClientForm(self_service=False, template=FORM, detail_prefix="/admin/clients/",
+                     nav="clients")
 
 
 def clients_list(request):
@@ -61,19 +57,13 @@ def client_new(request):
 
 
 def client_create(request):
-    data = svc.ClientInput.from_form(request.POST)
+    data = CLIENTS.read(request)
     try:
-        client, secret = svc.create_client(request.dbsession, request.current_user, data)
+        client, secret = CLIENTS.create(request, data)
     except svc.ValidationError as exc:
-        request.override_renderer = FORM
-        request.response.status = 400
-        return _form(request, data=data, errors=exc.errors)
-    _event(request, "CLIENT_CREATED", client, f"Created client {client.name}",
-           client_type=client.client_type, grant_types=client.grant_types,
-           scopes=client.scopes, status=client.status, token_profile=client.token_profile)
-    request.override_renderer = SECRET
-    return {"client": client, "secret": secret, "reason": "created", "nav": "clients",
-            "detail_url": f"/admin/clients/{client.client_id}"}
+        return CLIENTS.invalid(request, _form(request, data=data, errors=exc.errors))
+    return CLIENTS.created(request, client, secret, f"Created client {client.name}",
+                           token_profile=client.token_profile)
 
 
 def _client(request):
@@ -96,30 +86,22 @@ def client_edit(request):
 
 def client_update(request):
     client = _client(request)
-    data = svc.ClientInput.from_form(request.POST)
+    data = CLIENTS.read(request)
     previous_profile = client.token_profile
     try:
-        changes, secret = svc.update_client(request.dbsession, client, data)
+        changes, secret = CLIENTS.update(request, client, data)
     except svc.ValidationError as exc:
-        request.override_renderer = FORM
-        request.response.status = 400
-        return _form(request, client, data, exc.errors)
+        return CLIENTS.invalid(request, _form(request, client, data, exc.errors))
     if changes:
         profile_changed = "token_profile" in changes
         details = {"changes": changes}
         if profile_changed:
             details["previous_token_profile"] = previous_profile
-        _event(request, "CLIENT_UPDATED", client, f"Updated client {client.name}",
-               severity=WARNING if profile_changed else "INFO", **details)
+        CLIENTS.event(request, "CLIENT_UPDATED", client, f"Updated client {client.name}",
+                      severity=WARNING if profile_changed else "INFO", **details)
     if secret:
-        _event(request, "CLIENT_SECRET_REGENERATED", client,
-               f"Created a secret for {client.name} (now confidential)", severity=WARNING)
-        request.override_renderer = SECRET
-        return {"client": client, "secret": secret, "reason": "confidential",
-                "nav": "clients", "detail_url": f"/admin/clients/{client.client_id}"}
-    flash(request, f"Saved {client.name}." if changes else "Nothing changed.",
-          "success" if changes else "info")
-    return see_other(f"/admin/clients/{client.client_id}")
+        return CLIENTS.became_confidential(request, client, secret)
+    return CLIENTS.saved(request, client, bool(changes), f"Saved {client.name}.")
 
 
 def client_delete(request):
@@ -134,25 +116,15 @@ def client_delete(request):
 
 
 def client_regenerate(request):
-    client = _client(request)
-    try:
-        secret = svc.regenerate_secret(request.dbsession, client)
-    except svc.AdminError as exc:
-        return problem(request, exc.status, exc.title, exc.message,
-                       back_url=f"/admin/clients/{client.client_id}")
-    _event(request, "CLIENT_SECRET_REGENERATED", client,
-           f"Regenerated the secret of {client.name}", severity=WARNING)
-    request.override_renderer = SECRET
-    return {"client": client, "secret": secret, "reason": "regenerated", "nav": "clients",
-            "detail_url": f"/admin/clients/{client.client_id}"}
+    return CLIENTS.regenerate(request, _client(request))
 
 
 def client_revoke_all(request):
     client = _client(request)
     tokens, consents = svc.revoke_client_access(request.dbsession, client)
-    _event(request, "CLIENT_TOKENS_REVOKED_ALL", client,
-           f"Revoked all tokens and consents of {client.name}", severity=CRITICAL,
-           tokens_revoked=tokens, authorizations_revoked=consents)
+    CLIENTS.event(request, "CLIENT_TOKENS_REVOKED_ALL", client,
+                  f"Revoked all tokens and consents of {client.name}", severity=CRITICAL,
+                  tokens_revoked=tokens, authorizations_revoked=consents)
     flash(request, f"Revoked {tokens} token{'s' if tokens != 1 else ''} and {consents} "
                    f"authorization{'s' if consents != 1 else ''} of {client.name}.")
     return see_other(f"/admin/clients/{client.client_id}")
@@ -165,8 +137,8 @@ def _decide(request, new: str, event: str, verb: str):
     except svc.AdminError as exc:
         return problem(request, exc.status, exc.title, exc.message,
                        back_url=f"/admin/clients/{client.client_id}")
-    _event(request, event, client, f"{verb.capitalize()} client {client.name}",
-           status=new)
+    CLIENTS.event(request, event, client, f"{verb.capitalize()} client {client.name}",
+                  status=new)
     flash(request, f"{verb.capitalize()} {client.name}.")
     back = request.POST.get("back")
     if back == "list":
