@@ -216,7 +216,11 @@ def make_app_from_runtime(runtime: Runtime, raw: Mapping[str, Any] | None = None
             for target in targets or ():
                 config.include(target)
         config.add_static_view("static", "authgate:static", cache_max_age=3600)
-        app = config.make_wsgi_app()
+        router = config.make_wsgi_app()
+    from authgate.views.wellknown import PublishedDocuments
+
+    # JWKS and discovery, precomputed, in front of the router (see its docstring).
+    app = PublishedDocuments(router, router.registry)
     log.info("AuthGate %s ready: store=%s (%s), signer=%s, auth_sources=%s, audit_sinks=%s",
              __version__, settings.store, runtime.store.describe(), runtime.signer.alg,
              " ".join(settings.auth_sources), " ".join(settings.audit_sinks))

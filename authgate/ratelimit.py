@@ -264,9 +264,13 @@ class RateLimiter:
         # approval page, with the client's name) and an unknown one: a guessing
         # oracle like ``POST /device/verify``, so it is charged to the same
         # per-address counter, or the form's limit could be bypassed.
-        if request.method == "GET" and request.path_info == "/device" \
-                and request.GET.get("user_code"):
-            return self.rules.get("/device/verify")
+        if request.method == "GET" and request.path_info == "/device":
+            try:
+                typed = request.GET.get("user_code")
+            except UnicodeDecodeError:  # the view refuses such a query string (400)
+                return None
+            if typed:
+                return self.rules.get("/device/verify")
         return None
 
     def classify(self, request: Request, rule: Rule) -> tuple[str, str]:

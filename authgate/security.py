@@ -27,6 +27,29 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
        "frame-ancestors 'none'")
 
 
+def security_headers(hsts: bool) -> tuple[tuple[str, str], ...]:
+    """The headers every response carries (HSTS when BASE_URL is https)."""
+    headers = (
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Content-Security-Policy", CSP),
+        ("Referrer-Policy", "strict-origin-when-cross-origin"),
+        ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+        ("Cross-Origin-Opener-Policy", "same-origin"),
+    )
+    if hsts:
+        headers += (("Strict-Transport-Security", "max-age=31536000; includeSubDomains"),)
+    return headers
+
+
+def log_access(ip: str, method: str, path: str, status: int, started: float,
+               user_agent: str) -> None:
+    """One access-log line.  Path only, never the query string: it can carry codes
+    and tokens."""
+    access_log.info('%s "%s %s" %s %.1fms "%s"', ip, method, path, status,
+                    (time.perf_counter() - started) * 1000, user_agent)
+
+
 def _client_ip(request: Request) -> str:
     return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"),
                      request.registry.authgate.settings.trusted_proxies)
@@ -137,7 +160,7 @@ def _bad_body(request: Request):
 
 
 def security_headers_tween_factory(handler, registry):
-    hsts = registry.authgate.settings.base_url.startswith("https://")
+    always = security_headers(registry.authgate.settings.base_url.startswith("https://"))
 
     def tween(request: Request):
         started = time.perf_counter()
@@ -145,20 +168,13 @@ def security_headers_tween_factory(handler, registry):
         if response is None:
             response = handler(request)
         headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("X-Frame-Options", "DENY")
-        headers.setdefault("Content-Security-Policy", CSP)
-        headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-        if hsts:
-            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        for name, value in always:
+            headers.setdefault(name, value)
         if request.path.startswith(("/login", "/device", "/oauth/", "/account", "/admin")):
             headers.setdefault("Cache-Control", "no-store")
-        # Path only, never the query string: it can carry codes and tokens.
-        access_log.info('%s "%s %s" %s %.1fms "%s"', request.client_ip, request.method,
-                        request.path, response.status_code,
-                        (time.perf_counter() - started) * 1000, request.user_agent or "")
+        if access_log.isEnabledFor(logging.INFO):
+            log_access(request.client_ip, request.method, request.path,
+                       response.status_code, started, request.user_agent or "")
         return response
 
     return tween

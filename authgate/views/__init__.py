@@ -26,5 +26,4 @@ def includeme(config: Configurator) -> None:
     config.add_route("openid_configuration", "/.well-known/openid-configuration")
     config.add_route("oauth_authorization_server", "/.well-known/oauth-authorization-server")
     config.include("authgate.views.registration")  # /oauth/register (RFC 7591/7592)
-    config.include("authgate.views.wellknown")  # JWKS and discovery served precomputed
     config.scan("authgate.views")

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from collections.abc import Callable
 
 from pyramid.interfaces import IRoutesMapper
 from pyramid.registry import Registry
-from pyramid.request import Request
-from pyramid.response import Response
 from pyramid.view import view_config
 
+from authgate.net import client_ip
+from authgate.security import access_log, log_access
 from authgate.services import oidc
 from authgate.views.oauth import GRANTS
 
@@ -61,10 +63,12 @@ def discovery(request):
 # Published documents: the same bodies as the views above, serialised once per
 # process.  Signing keys, settings and routes are fixed once the app is built (a
 # key rotation is a restart), so these answers never change while it runs.  Every
-# resource server and client fetches them, so they are answered by a tween before
-# routing, the transaction manager and the renderer (issue #11: JWKS and discovery
-# at the speed of a bare Pyramid app); the security-headers, metrics and
-# rate-limit tweens above it still apply.
+# resource server and client fetches them, so a GET or HEAD is answered by WSGI
+# middleware in front of the Pyramid router (issue #11: JWKS and discovery at the
+# speed of a bare Pyramid app), with what the tweens would have added: the
+# security headers, the access-log line and the HTTP metrics.  Anything else
+# (another method: the view's 405; a CORS request when CORS is on) goes through
+# Pyramid as usual.
 PUBLISHED: dict[str, Callable[[Registry], dict]] = {
     "/.well-known/jwks.json": _jwks_document,
     "/.well-known/openid-configuration": _discovery_document,
@@ -72,36 +76,55 @@ PUBLISHED: dict[str, Callable[[Registry], dict]] = {
 }
 
 
-def published_documents_tween_factory(handler, registry: Registry):
-    bodies: dict[str, bytes] = {}
-    lock = threading.Lock()
+class PublishedDocuments:
+    """WSGI middleware serving :data:`PUBLISHED` from precomputed bodies."""
 
-    def body_for(path: str) -> bytes:
-        body = bodies.get(path)
-        if body is None:
-            with lock:  # computed on first use: every route is registered by then
-                body = bodies.get(path)
-                if body is None:
-                    body = json.dumps(PUBLISHED[path](registry)).encode()
-                    bodies[path] = body
-        return body
+    def __init__(self, app, registry: Registry) -> None:
+        from authgate.metrics import get_metrics
+        from authgate.security import security_headers
 
-    def tween(request: Request) -> Response:
-        path = request.path_info
-        if path not in PUBLISHED or request.method not in ("GET", "HEAD"):
-            return handler(request)  # other methods: the view answers 405 as usual
-        body = body_for(path)
-        response = Response(body=body, content_type=DOCUMENT_TYPE, charset=None)
-        response.cache_control = CACHE
-        if request.method == "HEAD":
-            response.app_iter = []
-            response.content_length = len(body)
-        return response
+        self.app = app
+        self.registry = registry
+        settings = registry.authgate.settings
+        self._trusted = tuple(settings.trusted_proxies)
+        # With CORS on, a request with an Origin needs the policy's headers: Pyramid.
+        self._cors = getattr(registry, "authgate_cors", None) is not None
+        self._security = security_headers(settings.base_url.startswith("https://"))
+        self._metrics = get_metrics(registry)
+        self._answers: dict[str, tuple[bytes, list[tuple[str, str]]]] = {}
+        self._lock = threading.Lock()
 
-    return tween
+    def __getattr__(self, name: str):
+        return getattr(self.app, name)  # the router's attributes (tests, pserve)
 
+    def _answer(self, path: str) -> tuple[bytes, list[tuple[str, str]]]:
+        answer = self._answers.get(path)
+        if answer is None:
+            with self._lock:  # built on first use, like the views' answers
+                answer = self._answers.get(path)
+                if answer is None:
+                    body = json.dumps(PUBLISHED[path](self.registry)).encode()
+                    headers = [("Content-Type", DOCUMENT_TYPE),
+                               ("Content-Length", str(len(body))),
+                               ("Cache-Control", CACHE), *self._security]
+                    answer = self._answers[path] = (body, headers)
+        return answer
 
-def includeme(config) -> None:
-    config.add_tween("authgate.views.wellknown.published_documents_tween_factory",
-                     over="pyramid_tm.tm_tween_factory",
-                     under="authgate.security.security_headers_tween_factory")
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "")
+        if (path not in PUBLISHED or method not in ("GET", "HEAD")
+                or (self._cors and "HTTP_ORIGIN" in environ)):
+            return self.app(environ, start_response)
+        started = time.perf_counter()
+        body, headers = self._answer(path)
+        start_response("200 OK", list(headers))
+        if self._metrics is not None:
+            self._metrics.http_requests.labels(method=method, path=path, status="200").inc()
+            self._metrics.http_duration.labels(method=method, path=path).observe(
+                time.perf_counter() - started)
+        if access_log.isEnabledFor(logging.INFO):
+            ip = client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
+                           self._trusted)
+            log_access(ip, method, path, 200, started, environ.get("HTTP_USER_AGENT", ""))
+        return [body] if method == "GET" else []

@@ -113,3 +113,20 @@ def test_published_documents_answer_like_the_views(make_app, tmp_path, path):
     assert head.body == b"" and int(head.headers["Content-Length"]) == len(first.body)
     refused = app.post(path, status=405)
     assert "GET" in refused.headers["Allow"]
+
+
+@pytest.mark.parametrize("https", [False, True])
+def test_published_documents_carry_the_same_headers_as_through_pyramid(make_app, https):
+    """The precomputed answers are served in front of the Pyramid router; a request the
+    fast path does not take (here: sent to the router itself) gets the same headers,
+    HSTS included when BASE_URL is https."""
+    from webtest import TestApp
+
+    environ = {"BASE_URL": "https://auth.example.com"} if https else {}
+    handle = make_app(environ=environ)
+    fast, router = handle.testapp, TestApp(handle.testapp.app.app)
+    for path in (*DOCS, "/.well-known/jwks.json"):
+        quick, slow = fast.get(path), router.get(path)
+        assert quick.body == slow.body
+        assert dict(quick.headers) == dict(slow.headers)
+        assert ("Strict-Transport-Security" in quick.headers) is https

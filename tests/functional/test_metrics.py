@@ -275,3 +275,24 @@ def test_multiprocess_dir_must_exist(tmp_path):
     assert result.returncode != 0
     assert "PROMETHEUS_MULTIPROC_DIR=" in result.stderr and "is not a directory" in (
         result.stderr)
+
+
+def test_published_documents_are_counted_and_logged(metered, caplog):
+    """JWKS and discovery are answered in front of the router, but still counted in the
+    HTTP metrics and written to the access log like every other request."""
+    app = metered()
+    with caplog.at_level("INFO", logger="authgate.access"):
+        app.testapp.get("/.well-known/jwks.json", headers={"User-Agent": "probe/1"},
+                        extra_environ={"REMOTE_ADDR": "192.0.2.7"})
+        app.testapp.head("/.well-known/openid-configuration")
+    lines = [r.getMessage() for r in caplog.records if r.name == "authgate.access"]
+    assert any(line.startswith('192.0.2.7 "GET /.well-known/jwks.json" 200 ')
+               and line.endswith('"probe/1"') for line in lines), lines
+    assert any('"HEAD /.well-known/openid-configuration" 200' in line for line in lines)
+    samples = scrape(app)
+    assert value(samples, "http_requests_total", method="GET",
+                 path="/.well-known/jwks.json", status="200") == 1
+    assert value(samples, "http_requests_total", method="HEAD",
+                 path="/.well-known/openid-configuration", status="200") == 1
+    assert value(samples, "http_request_duration_seconds_count", method="GET",
+                 path="/.well-known/jwks.json") == 1
