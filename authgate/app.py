@@ -147,11 +147,15 @@ def build_runtime(raw: Mapping[str, Any], environ: Mapping[str, str],
     sinks = [components.build(o, "audit_sink", ctx) for o in sink_offers]
     selected["audit_sink"] = sink_offers
 
+    from authgate.clientcache import ClientCache, watch_writes
+
+    client_cache = ClientCache(settings.client_cache_ttl.total_seconds())
+    watch_writes(engine, client_cache)
     runtime = Runtime(settings=settings, spec=spec, pm=pm, store=store, engine=engine,
-                      session_factory=get_session_factory(engine), signer=signer,
+                      session_factory=get_session_factory(engine, client_cache), signer=signer,
                       auth=AuthChain(sources), audit=AuditDispatcher(
                           sinks, enabled=settings.enable_audit_logging),
-                      selected=selected)
+                      selected=selected, client_cache=client_cache)
     from authgate.pacing import build_pacer
     from authgate.ratelimit import redis_pool
 

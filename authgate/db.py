@@ -119,8 +119,12 @@ class _PerSessionTransactionEvents(ZopeTransactionEvents):
             self.after_flush(execute_state.session, None)
 
 
-def get_session_factory(engine: Engine) -> sessionmaker[Session]:
-    factory = sessionmaker(bind=engine, expire_on_commit=False)
+CLIENT_CACHE_KEY = "authgate.client_cache"  # Session.info: the runtime's ClientCache
+
+
+def get_session_factory(engine: Engine, client_cache=None) -> sessionmaker[Session]:
+    factory = sessionmaker(bind=engine, expire_on_commit=False,
+                           info={CLIENT_CACHE_KEY: client_cache} if client_cache else {})
     events = _PerSessionTransactionEvents()
     for name in ("after_begin", "after_attach", "after_flush", "after_bulk_update",
                  "after_bulk_delete", "before_commit", "do_orm_execute"):

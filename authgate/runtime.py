@@ -33,6 +33,8 @@ class Runtime:
     # With RATE_LIMIT_STORE=redis: the one connection pool the rate limiter and the
     # polling pace share (authgate.ratelimit.redis_pool).
     redis_pool: Any = None
+    client_cache: Any = None  # authgate.clientcache.ClientCache
+    client_listener: Any = None  # its PostgreSQL change feed (serving processes)
 
     def start_jobs(self) -> None:
         """Scheduled cleanup and audit retention (serving processes only, not tests)."""
@@ -41,10 +43,19 @@ class Runtime:
         if self.jobs is None:
             self.jobs = Scheduler(self)
             self.jobs.start()
+        if (self.client_listener is None and self.client_cache is not None
+                and self.client_cache.ttl > 0 and self.engine.dialect.name == "postgresql"):
+            from authgate.clientcache import PostgresListener
+
+            # Other processes' (and psql's) client changes reach this one's cache.
+            self.client_listener = PostgresListener(self.engine, self.client_cache)
+            self.client_listener.start()
 
     def close(self) -> None:
         if self.jobs is not None:
             self.jobs.stop()
+        if self.client_listener is not None:
+            self.client_listener.stop()
         for source in self.auth.sources:  # e.g. the HTTP-API source's connection pool
             close = getattr(source, "close", None)
             if close is not None:

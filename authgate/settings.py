@@ -379,7 +379,7 @@ CORE_SETTING_MODULES: tuple[str, ...] = ("authgate.services.cleanup", "authgate.
                                           "authgate.services.clientcreds",
                                           "authgate.services.registration", "authgate.cors",
                                           "authgate.audit", "authgate.db", "authgate.logsetup",
-                                          "authgate.shutdown")
+                                          "authgate.shutdown", "authgate.clientcache")
 
 
 def core_spec() -> SettingsSpec:

@@ -7,6 +7,7 @@ import logging
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from authgate.db import CLIENT_CACHE_KEY
 from authgate.models import OAuthClient
 from authgate.services.errors import OAuthError, invalid_client
 from authgate.services.secrets import hash_client_secret, is_legacy, verify_client_secret
@@ -37,7 +38,16 @@ def get_client(db: Session, client_id: str) -> OAuthClient | None:
     client = seen.get(client_id)
     if client is not None and client in db and client.client_id == client_id:
         return client
-    client = db.scalars(BY_CLIENT_ID, {"client_id": client_id}).first()
+    cache = db.info.get(CLIENT_CACHE_KEY)  # authgate.clientcache: None in bare sessions
+    cached = cache.get(client_id) if cache is not None else None
+    if cached is not None:
+        # A copy of the cached row, attached to this session without a SELECT.
+        client = db.merge(cached, load=False)
+    else:
+        generation = cache.generation if cache is not None else 0
+        client = db.scalars(BY_CLIENT_ID, {"client_id": client_id}).first()
+        if client is not None and cache is not None:
+            cache.put(client, generation)
     if client is not None:
         seen[client_id] = client
     return client

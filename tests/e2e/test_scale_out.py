@@ -245,6 +245,42 @@ def test_device_flow_and_tokens_across_two_processes(start_pair):
         too_fast.text
 
 
+def test_a_client_secret_regenerated_on_one_process_is_refused_by_the_other(start_pair):
+    """Each process caches the clients it has read (authgate.clientcache); a change
+    made through B reaches A's cache (PostgreSQL NOTIFY, migration 0004) before A
+    serves the old row again."""
+    pair = start_pair(LOGIN_RATE_LIMIT="100", CLIENT_CACHE_TTL="1h")
+    a, b = pair.a, pair.b
+    client_id, secret = create_client(a, "Cached on A", "--confidential")
+    assert introspect(a, (client_id, secret), "not-a-token") == {"active": False}  # cached
+
+    admin = requests.Session()
+    csrf = login_form(b, admin)
+    signed_in = admin.post(b.url + "/login", timeout=10, allow_redirects=False,
+                           data={"username": "admin", "password": ADMIN_PASSWORD,
+                                 "csrf_token": csrf})
+    assert signed_in.status_code in (302, 303), signed_in.text[:500]
+    page = admin.get(f"{b.url}/admin/clients/{client_id}", timeout=10)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
+    shown = admin.post(f"{b.url}/admin/clients/{client_id}/regenerate-secret",
+                       data={"csrf_token": csrf}, timeout=10)
+    assert shown.status_code == 200, shown.text[:500]
+    new_secret = re.search(r"ags_[a-z2-7]+", shown.text).group(0)
+    assert new_secret != secret
+
+    # NOTIFY is delivered at commit, before B answered; A's listener thread applies
+    # it in well under a second.
+    deadline = time.monotonic() + 5
+    while True:
+        old = requests.post(a.url + "/oauth/introspect", data={"token": "x"},
+                            auth=(client_id, secret), timeout=10)
+        if old.status_code == 401 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert old.status_code == 401 and old.json()["error"] == "invalid_client", old.text
+    assert introspect(a, (client_id, new_secret), "not-a-token") == {"active": False}
+
+
 def test_login_rate_limit_is_shared_by_both_processes(start_pair, redis_prefix):
     pair = start_pair()  # LOGIN_RATE_LIMIT: the default, 5 a minute
     a, b = pair.a, pair.b
