@@ -121,6 +121,17 @@ def sign_in(server: LiveServer, password: str = "wrong-password") -> requests.Re
                         headers={"Accept": "application/json"}, allow_redirects=False)
 
 
+def admin_session(server: LiveServer) -> requests.Session:
+    """A browser session signed in as admin on ``server``."""
+    person = requests.Session()
+    csrf = login_form(server, person)
+    signed_in = person.post(server.url + "/login", timeout=10, allow_redirects=False,
+                            data={"username": "admin", "password": ADMIN_PASSWORD,
+                                  "csrf_token": csrf})
+    assert signed_in.status_code in (302, 303), signed_in.text[:500]
+    return person
+
+
 def approve_device(server: LiveServer, pair: Pair, verification_uri_complete: str,
                    user_code: str) -> None:
     """The person signs in on ``server`` and approves the code there.  The
@@ -129,12 +140,7 @@ def approve_device(server: LiveServer, pair: Pair, verification_uri_complete: st
     assert verification_uri_complete.startswith(pair.base_url + "/"), \
         verification_uri_complete
     parts = urlsplit(verification_uri_complete)
-    person = requests.Session()
-    csrf = login_form(server, person)
-    signed_in = person.post(server.url + "/login", timeout=10, allow_redirects=False,
-                            data={"username": "admin", "password": ADMIN_PASSWORD,
-                                  "csrf_token": csrf})
-    assert signed_in.status_code in (302, 303), signed_in.text[:500]
+    person = admin_session(server)
     page = person.get(f"{server.url}{parts.path}?{parts.query}", timeout=10)
     assert page.status_code == 200 and user_code in page.text, page.text[:500]
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
@@ -254,12 +260,7 @@ def test_a_client_secret_regenerated_on_one_process_is_refused_by_the_other(star
     client_id, secret = create_client(a, "Cached on A", "--confidential")
     assert introspect(a, (client_id, secret), "not-a-token") == {"active": False}  # cached
 
-    admin = requests.Session()
-    csrf = login_form(b, admin)
-    signed_in = admin.post(b.url + "/login", timeout=10, allow_redirects=False,
-                           data={"username": "admin", "password": ADMIN_PASSWORD,
-                                 "csrf_token": csrf})
-    assert signed_in.status_code in (302, 303), signed_in.text[:500]
+    admin = admin_session(b)
     page = admin.get(f"{b.url}/admin/clients/{client_id}", timeout=10)
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)
     shown = admin.post(f"{b.url}/admin/clients/{client_id}/regenerate-secret",

@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 from webtest import TestApp
 
-from authgate import hookimpl
 from authgate.models import AuditLog, OAuthClient, Token, User, UserAuthorization, utcnow
 from authgate.services.passwords import hash_password
 from authgate.services.secrets import sha256_hex, verify_client_secret
@@ -19,17 +18,9 @@ from authgate.testing import form
 PASSWORD = "user-password-123"
 
 
-class AdminViews:
-    __name__ = "admin_views_for_tests"
-
-    @hookimpl
-    def authgate_pyramid_includes(self, settings):
-        return ["authgate.views.admin"]
-
-
 @pytest.fixture
 def app(make_app):
-    return make_app(plugins=[AdminViews()])
+    return make_app()
 
 
 def make_user(app, username, *, role="user"):

@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import select
 from webtest import TestApp
 
-from authgate import hookimpl
 from authgate.models import (
     AuditLog,
     OAuthClient,
@@ -32,23 +31,13 @@ PASSWORD = "user-password-123"
 
 
 # ---------------------------------------------------------------------------
-# Helpers (the same few lines live in test_account.py and test_audit_api.py)
+# Helpers
 # ---------------------------------------------------------------------------
-
-
-class AdminViews:
-    """Includes the console the way the app will once authgate/app.py does it."""
-
-    __name__ = "admin_views_for_tests"
-
-    @hookimpl
-    def authgate_pyramid_includes(self, settings):
-        return ["authgate.views.admin"]
 
 
 @pytest.fixture
 def app(make_app):
-    handle = make_app(plugins=[AdminViews()])
+    handle = make_app()
     handle.login()
     return handle
 

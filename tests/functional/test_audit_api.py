@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import delete, select
 from webtest import TestApp
 
-from authgate import hookimpl
 from authgate.models import AuditLog, User, new_uuid, utcnow
 from authgate.services import admin as svc
 from authgate.services.passwords import hash_password
@@ -21,17 +20,9 @@ from authgate.testing import form
 PASSWORD = "user-password-123"
 
 
-class AdminViews:
-    __name__ = "admin_views_for_tests"
-
-    @hookimpl
-    def authgate_pyramid_includes(self, settings):
-        return ["authgate.views.admin"]
-
-
 @pytest.fixture
 def app(make_app):
-    handle = make_app(plugins=[AdminViews()])
+    handle = make_app()
     handle.login()
     with handle.db() as db:  # start from an empty log: only the rows each test adds
         db.execute(delete(AuditLog))

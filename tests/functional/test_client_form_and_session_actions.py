@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import select
 from webtest import TestApp
 
-from authgate import hookimpl
 from authgate.models import AuditLog, OAuthClient, Token, User, utcnow
 from authgate.services.passwords import hash_password
 from authgate.services.secrets import sha256_hex
@@ -26,17 +25,9 @@ ALERT = re.compile(
 )
 
 
-class AdminViews:
-    __name__ = "admin_views_for_tests"
-
-    @hookimpl
-    def authgate_pyramid_includes(self, settings):
-        return ["authgate.views.admin"]
-
-
 @pytest.fixture
 def app(make_app):
-    return make_app(plugins=[AdminViews()])
+    return make_app()
 
 
 def signed_in(app, username, *, role="user") -> TestApp:
