@@ -234,6 +234,11 @@ class Metrics:
 
     # -- per-request outcomes the audit trail does not carry --------------------------
 
+    def observe_request(self, method: str, path: str, status: int, seconds: float) -> None:
+        """The HTTP request metrics of one answered request."""
+        self.http_requests.labels(method=method, path=path, status=str(status)).inc()
+        self.http_duration.labels(method=method, path=path).observe(seconds)
+
     def observe_response(self, request: Request, route: str | None, status: int,
                          body: Callable[[], bytes]) -> None:
         if route == "device_code" and 400 <= status < 500 and status != 429:
@@ -357,9 +362,7 @@ def metrics_tween_factory(handler, registry):
             route = getattr(request, "matched_route", None) or _route_for(request)
             path = route.pattern if route is not None else "unknown"
             method = request.method if request.method in KNOWN_METHODS else "OTHER"
-            metrics.http_requests.labels(method=method, path=path, status=str(status)).inc()
-            metrics.http_duration.labels(method=method, path=path).observe(
-                time.perf_counter() - started)
+            metrics.observe_request(method, path, status, time.perf_counter() - started)
             if response is not None:
                 try:
                     metrics.observe_response(request, route.name if route else None,

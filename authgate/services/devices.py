@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from authgate.models import DeviceCode, OAuthClient, User, utcnow
 from authgate.models.device import AUTHORIZED, CONSUMED, DENIED, PENDING
+from authgate.services import clients
 from authgate.services.errors import OAuthError
 from authgate.services.secrets import sha256_hex
 
@@ -102,8 +103,8 @@ def check_pending(db: Session, user_code_input: str | None) -> tuple[DeviceCode,
         raise VerifyError("denied" if row.status == DENIED else "used")
     if row.expires_at <= utcnow():
         raise VerifyError("expired")
-    client = db.scalars(select(OAuthClient).where(OAuthClient.client_id == row.client_id)).one()
-    if not client.is_active or not client.enable_device_flow:
+    client = clients.get_client(db, row.client_id)  # the client cache, as the token endpoint
+    if client is None or not client.is_active or not client.enable_device_flow:
         raise VerifyError("client_inactive")
     return row, client
 

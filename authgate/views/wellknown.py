@@ -120,9 +120,7 @@ class PublishedDocuments:
         body, headers = self._answer(path)
         start_response("200 OK", list(headers))
         if self._metrics is not None:
-            self._metrics.http_requests.labels(method=method, path=path, status="200").inc()
-            self._metrics.http_duration.labels(method=method, path=path).observe(
-                time.perf_counter() - started)
+            self._metrics.observe_request(method, path, 200, time.perf_counter() - started)
         if access_log.isEnabledFor(logging.INFO):
             ip = client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
                            self._trusted)
