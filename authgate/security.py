@@ -140,6 +140,24 @@ def _refuse(request: Request, status: int, title: str, description: str):
                          f"<h1>{escape(title)}</h1><p>{escape(description)}.</p>")
 
 
+def _parse_urlencoded(request: Request) -> None:
+    """Parse a urlencoded form into webob's cache as webob would, without cgi.
+
+    webob parses every form with ``cgi.FieldStorage``, which for a urlencoded
+    body ends in the same ``parse_qsl`` call (UTF-8, blank values kept, bad
+    bytes replaced) after building a field object per pair: about a tenth of a
+    token request's CPU.  The result is the MultiDict ``request.POST`` returns.
+    """
+    from urllib.parse import parse_qsl
+
+    from webob.multidict import MultiDict
+
+    body = request.body  # makes the body seekable (webob's cache key below)
+    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
+                      encoding="utf-8", errors="replace")
+    request.environ["webob._parsed_post_vars"] = (MultiDict(pairs), request.body_file_raw)
+
+
 def _bad_body(request: Request):
     """The refusal for a body the app must not read, or None.
 
@@ -153,6 +171,8 @@ def _bad_body(request: Request):
                        f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB")
     if request.method in ("POST", "PUT", "PATCH") and request.content_type in FORM_TYPES:
         try:
+            if request.content_type == FORM_TYPES[0] and request.charset == "UTF-8":
+                _parse_urlencoded(request)
             request.POST  # noqa: B018 - parse now, inside the guard
         except Exception:  # webob's multipart parser fails in several ways
             return _refuse(request, 400, "Bad request", "The form body cannot be parsed")

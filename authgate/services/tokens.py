@@ -26,6 +26,7 @@ from authgate.services.errors import OAuthError
 from authgate.services.secrets import sha256_hex
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
     from sqlalchemy.orm import Session
 
     from authgate.interfaces import ISigner
@@ -43,7 +44,14 @@ MAX_TOKEN_LENGTH = 16 * 1024
 # The lookups every token, introspection and userinfo call runs, built once:
 # constructing a select() costs about a third of running it.
 _BY_HASH = select(Token).where(Token.token_hash == bindparam("hash"))
-_USERNAME = select(User.username).where(User.id == bindparam("id"))
+# Introspection reads a plain row, with the owner's username in the same statement (an
+# outer join: client-credentials tokens have no user).  No ORM object: the answer only
+# reads these columns, and loading an object was a third of the statement's cost.
+_INTROSPECTION = (
+    select(Token.id, Token.client_id, Token.token_category, Token.status, Token.expires_at,
+           Token.scopes, Token.user_id, Token.jti, User.username)
+    .outerjoin(User, User.id == Token.user_id)
+    .where(Token.token_hash == bindparam("hash")))
 
 
 # ---------------------------------------------------------------------------
@@ -255,7 +263,7 @@ def family_of(row: Token) -> str:
     return row.token_family_id or row.parent_token_id or row.id
 
 
-def is_usable(row: Token, *, now: dt.datetime | None = None) -> bool:
+def is_usable(row: Token | Row, *, now: dt.datetime | None = None) -> bool:
     return row.status == ACTIVE and row.expires_at > (now or utcnow())
 
 
@@ -369,14 +377,16 @@ INACTIVE: dict[str, Any] = {"active": False}
 
 
 def introspect(db: Session, signer: ISigner, settings: Settings,
-               token_text: str) -> tuple[Token | None, dict[str, Any]]:
+               token_text: str) -> tuple[Row | None, dict[str, Any]]:
     """(row or None, RFC 7662 response body) for a presented token.
 
     Active only if the JWT verifies with the current signer (so foreign-alg and
     tampered tokens are inactive), its ``type`` matches the row, and the row is
-    active and unexpired.
+    active and unexpired.  The row is read-only: the columns of ``_INTROSPECTION``.
     """
-    row = find(db, token_text)
+    if not token_text or len(token_text) > MAX_TOKEN_LENGTH:
+        return None, dict(INACTIVE)
+    row = db.execute(_INTROSPECTION, {"hash": sha256_hex(token_text)}).first()
     if row is None:
         return None, dict(INACTIVE)
     try:
@@ -398,8 +408,6 @@ def introspect(db: Session, signer: ISigner, settings: Settings,
     }
     if "aud" in claims:
         body["aud"] = claims["aud"]
-    if not row.user_id.startswith("client:"):
-        username = db.scalar(_USERNAME, {"id": row.user_id})
-        if username is not None:
-            body["username"] = username
+    if row.username is not None:
+        body["username"] = row.username
     return row, body
