@@ -34,9 +34,11 @@ SLOW_DOWN_STEP = 5  # seconds, RFC 8628 §3.5
 # A poll reads these columns only, as a plain row: most polls end in authorization_pending,
 # and building an ORM object for them was half of the statement's cost.  The one poll that
 # wins the tokens loads the full row after its UPDATE.
-_POLL_STATE = select(DeviceCode.id, DeviceCode.client_id, DeviceCode.status,
-                     DeviceCode.expires_at, DeviceCode.interval).where(
-    DeviceCode.device_code == bindparam("hash"))
+# Table columns, not the mapped attributes: a Core statement skips the ORM's compile and
+# result set-up entirely (another fifth of the statement).
+_codes = DeviceCode.__table__.c
+_POLL_STATE = select(_codes.id, _codes.client_id, _codes.status, _codes.expires_at,
+                     _codes.interval).where(_codes.device_code == bindparam("hash"))
 
 
 def format_user_code(raw: str) -> str:
