@@ -78,6 +78,17 @@ def _manager(session: Session):
     return session.info.get(_TM_KEY)
 
 
+def wrote(session: Session) -> None:
+    """Tell the request's transaction that ``session`` wrote with a Core statement.
+
+    ORM flushes and ORM-enabled DML mark the session themselves; a Core
+    ``insert(table)`` does not, and an unmarked session is rolled back at the end
+    of the request.  Sessions outside a request (no manager) commit themselves.
+    """
+    if (tm := _manager(session)) is not None:
+        mark_changed(session, tm, keep_session=False)  # as the listeners below
+
+
 class _PerSessionTransactionEvents(ZopeTransactionEvents):
     """zope.sqlalchemy's listeners, registered once on the session factory.
 

@@ -43,6 +43,7 @@ from authgate.services.tokens import (
     lifetimes,
     mint,
     revoke_family,
+    store,
     verify_jwt,
 )
 
@@ -172,7 +173,7 @@ def exchange(db: Session, signer: ISigner, settings: Settings, *, client: OAuthC
         db, signer, settings, subject=row.user_id, client=client, scopes=" ".join(granted),
         kind=ACCESS, lifetime=access_lifetime(settings, life),
         grant_type=row.grant_type or GRANT_TYPE, parent_token_id=refresh_row.id, **links)
-    db.flush()
+    store(db, [refresh_row, access] if rotation else [access])
     # The UPDATE above bypassed the session; record its values on the loaded row
     # instead of expiring it (which costs a SELECT when the caller reads row.id).
     for key, value in values.items():

@@ -13,12 +13,14 @@ import datetime as dt
 import logging
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import jwt
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 
+from authgate.db import wrote
 from authgate.errors import ConfigurationError
 from authgate.models import OAuthClient, Token, User, utcnow
 from authgate.models.token import ACTIVE, DISABLED, REVOKED
@@ -192,19 +194,42 @@ def _claims(settings: Settings, *, subject: str, client_id: str, scopes: str, ki
 def mint(db: Session, signer: ISigner, settings: Settings, *, subject: str,
          client: OAuthClient, scopes: str, kind: str, lifetime: dt.timedelta,
          grant_type: str, **row: Any) -> tuple[str, Token]:
-    """Sign one token and add its row to the session (not flushed)."""
+    """Sign one token and build its row, not yet stored: :func:`store` inserts it.
+
+    The row is a plain (transient) ``Token`` with every column set, so the caller
+    can link it to its sibling before it is stored and read it afterwards.
+    """
     issued = utcnow().replace(microsecond=0)
     expires = issued + lifetime
     jti = str(uuid.uuid4())
     jwt_text = signer.sign(_claims(settings, subject=subject, client_id=client.client_id,
                                    scopes=scopes, kind=kind, issued=issued, expires=expires,
                                    jti=jti))
+    values = {"token_type": "Bearer", "last_used_at": None, "parent_token_id": None,
+              "token_family_id": "", "authorization_id": None, "authorization_code_id": None,
+              **row}
     token = Token(id=str(uuid.uuid4()), token_hash=sha256_hex(jwt_text), jti=jti,
                   token_category=kind, status=ACTIVE, user_id=subject,
                   client_id=client.client_id, scopes=scopes, expires_at=expires,
-                  created_at=issued, grant_type=grant_type, **row)
-    db.add(token)
+                  created_at=issued, grant_type=grant_type, **values)
     return jwt_text, token
+
+
+_TOKEN_COLUMNS = tuple(column.key for column in Token.__table__.columns)
+_INSERT_TOKENS = insert(Token.__table__)
+
+
+def store(db: Session, rows: Sequence[Token]) -> None:
+    """INSERT minted rows in the caller's transaction, in one Core statement.
+
+    The ORM's unit of work cost about a quarter of a client-credentials request
+    for what is always a plain INSERT of new rows; the rows stay transient (the
+    request only reads them afterwards: ids and scopes for the audit events).
+    """
+    db.flush()  # anything the request changed before, in order
+    db.execute(_INSERT_TOKENS, [{key: getattr(row, key) for key in _TOKEN_COLUMNS}
+                                for row in rows])
+    wrote(db)
 
 
 def access_lifetime(settings: Settings, life: Lifetimes) -> dt.timedelta:
@@ -245,7 +270,7 @@ def issue(db: Session, signer: ISigner, settings: Settings, *, subject: str,
         access.parent_token_id = refresh.id
         access.token_family_id = refresh.id
         issued.refresh_token, issued.refresh = refresh_text, refresh
-    db.flush()
+    store(db, [row for row in (issued.refresh, access) if row is not None])
     return issued
 
 
