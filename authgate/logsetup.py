@@ -18,8 +18,6 @@ from __future__ import annotations
 import configparser
 import logging
 import sys
-import threading
-import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -157,52 +155,9 @@ def configure_logging(config_path: str | None, environ: Mapping[str, str] | None
         apply_db_log_level(parse_db_log_level(values["DB_LOG_LEVEL"]))
 
 
-class Throttle(logging.Filter):
-    """Let one record through per ``interval`` seconds and count the ones held back.
-
-    waitress warns "Task queue depth is N" for *every* request that has to wait for
-    a worker thread: under a burst that is a line per request, which floods the log
-    and costs the saturated server ~3 % of its CPU.  Throttled, the warning still
-    says when the server is saturated, and how often it was in the meantime.
-    """
-
-    def __init__(self, interval: float = 10.0) -> None:
-        super().__init__()
-        self.interval = interval
-        self._last = -interval
-        self._held = 0
-        self._lock = threading.Lock()
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            if now - self._last < self.interval:
-                self._held += 1
-                return False
-            held, self._held, self._last = self._held, 0, now
-        if held:
-            record.msg = f"{record.msg} (and {held} more such warnings in the last " \
-                         f"{self.interval:g} s)"
-        return True
-
-
-# waitress's overload warning, once per THROTTLE_SECONDS at most (see Throttle).
-THROTTLED_LOGGERS = ("waitress.queue",)
-THROTTLE_SECONDS = 10.0
-
-
-def throttle_noisy_loggers() -> None:
-    for name in THROTTLED_LOGGERS:
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, Throttle) for f in logger.filters):
-            logger.addFilter(Throttle(THROTTLE_SECONDS))
-
-
 def includeme(config: Configurator) -> None:
     """At app start (``pserve`` too): LOG_LEVEL / GIN_MODE=debug set in the environment
-    or the ini's app section win over the ini's logging sections; waitress's per-request
-    overload warning is throttled."""
-    throttle_noisy_loggers()
+    or the ini's app section win over the ini's logging sections."""
     settings = config.registry.authgate.settings
     values = {env: settings[name] for name, env in (("log_level", "LOG_LEVEL"),
                                                      ("gin_mode", "GIN_MODE"))
