@@ -30,12 +30,10 @@ DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 USER_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 USER_CODE_LENGTH = 8
 SLOW_DOWN_STEP = 5  # seconds, RFC 8628 §3.5
-# Built once (every poll runs it): constructing a select() costs about a third of running it.
-# A poll reads these columns only, as a plain row: most polls end in authorization_pending,
-# and building an ORM object for them was half of the statement's cost.  The one poll that
-# wins the tokens loads the full row after its UPDATE.
-# Table columns, not the mapped attributes: a Core statement skips the ORM's compile and
-# result set-up entirely (another fifth of the statement).
+# What a poll reads, built once (every poll runs it).  A plain row of table columns: most
+# polls end in authorization_pending, and a select of mapped attributes would pay the ORM's
+# compile, result set-up and object building for them.  The one poll that wins the tokens
+# loads the full row after its UPDATE.
 _codes = DeviceCode.__table__.c
 _POLL_STATE = select(_codes.id, _codes.client_id, _codes.status, _codes.expires_at,
                      _codes.interval).where(_codes.device_code == bindparam("hash"))

@@ -46,10 +46,10 @@ MAX_TOKEN_LENGTH = 16 * 1024
 # The lookups every token, introspection and userinfo call runs, built once:
 # constructing a select() costs about a third of running it.
 _BY_HASH = select(Token).where(Token.token_hash == bindparam("hash"))
-# Introspection reads a plain row, with the owner's username in the same statement (an
-# outer join: client-credentials tokens have no user).  No ORM object: the answer only
-# reads these columns, and loading an object was a third of the statement's cost.
-# Table columns make it a Core statement: no ORM compile or result set-up.
+# Introspection reads a plain row of table columns, with the owner's username in the same
+# statement (an outer join: client-credentials tokens have no user).  The answer only reads
+# these columns; a select of mapped attributes would pay the ORM's compile, result set-up
+# and object building.
 _tokens, _users = Token.__table__, User.__table__
 _INTROSPECTION = (
     select(_tokens.c.id, _tokens.c.client_id, _tokens.c.token_category, _tokens.c.status,
