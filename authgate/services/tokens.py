@@ -191,6 +191,15 @@ def _claims(settings: Settings, *, subject: str, client_id: str, scopes: str, ki
     return claims
 
 
+_INSERT_TOKENS = insert(Token.__table__)
+_TOKEN_COLUMNS = tuple(column.key for column in Token.__table__.columns)
+# The model's plain column defaults (token_type, token_family_id, ...), which the ORM would
+# apply at flush: a minted row is stored by a Core INSERT and read afterwards, so it
+# carries them from the start.  Columns without one read None on a new object.
+_TOKEN_DEFAULTS = {column.key: column.default.arg for column in Token.__table__.columns
+                   if column.default is not None and column.default.is_scalar}
+
+
 def mint(db: Session, signer: ISigner, settings: Settings, *, subject: str,
          client: OAuthClient, scopes: str, kind: str, lifetime: dt.timedelta,
          grant_type: str, **row: Any) -> tuple[str, Token]:
@@ -205,18 +214,12 @@ def mint(db: Session, signer: ISigner, settings: Settings, *, subject: str,
     jwt_text = signer.sign(_claims(settings, subject=subject, client_id=client.client_id,
                                    scopes=scopes, kind=kind, issued=issued, expires=expires,
                                    jti=jti))
-    values = {"token_type": "Bearer", "last_used_at": None, "parent_token_id": None,
-              "token_family_id": "", "authorization_id": None, "authorization_code_id": None,
-              **row}
-    token = Token(id=str(uuid.uuid4()), token_hash=sha256_hex(jwt_text), jti=jti,
-                  token_category=kind, status=ACTIVE, user_id=subject,
-                  client_id=client.client_id, scopes=scopes, expires_at=expires,
-                  created_at=issued, grant_type=grant_type, **values)
+    token = Token(**{**_TOKEN_DEFAULTS, "id": str(uuid.uuid4()),
+                     "token_hash": sha256_hex(jwt_text), "jti": jti, "token_category": kind,
+                     "status": ACTIVE, "user_id": subject, "client_id": client.client_id,
+                     "scopes": scopes, "expires_at": expires, "created_at": issued,
+                     "grant_type": grant_type, **row})
     return jwt_text, token
-
-
-_TOKEN_COLUMNS = tuple(column.key for column in Token.__table__.columns)
-_INSERT_TOKENS = insert(Token.__table__)
 
 
 def store(db: Session, rows: Sequence[Token]) -> None:
@@ -279,9 +282,14 @@ def issue(db: Session, signer: ISigner, settings: Settings, *, subject: str,
 # ---------------------------------------------------------------------------
 
 
+def _presentable(token_text: str) -> bool:
+    """Worth looking up at all: not empty, not longer than any token this server signs."""
+    return bool(token_text) and len(token_text) <= MAX_TOKEN_LENGTH
+
+
 def find(db: Session, token_text: str) -> Token | None:
     """The row of a presented token (by the SHA-256 of its exact text), or None."""
-    if not token_text or len(token_text) > MAX_TOKEN_LENGTH:
+    if not _presentable(token_text):
         return None
     return db.scalars(_BY_HASH, {"hash": sha256_hex(token_text)}).first()
 
@@ -345,7 +353,7 @@ def validate_access_token(db: Session, signer: ISigner, settings: Settings,
     verification failed" (the troubleshooting guide's text); everything else
     "Token is invalid or expired".
     """
-    if not token_text or len(token_text) > MAX_TOKEN_LENGTH:
+    if not _presentable(token_text):
         raise InvalidToken()
     try:
         claims = verify_jwt(signer, token_text, ACCESS)
@@ -412,7 +420,7 @@ def introspect(db: Session, signer: ISigner, settings: Settings,
     tampered tokens are inactive), its ``type`` matches the row, and the row is
     active and unexpired.  The row is read-only: the columns of ``_INTROSPECTION``.
     """
-    if not token_text or len(token_text) > MAX_TOKEN_LENGTH:
+    if not _presentable(token_text):
         return None, dict(INACTIVE)
     row = db.execute(_INTROSPECTION, {"hash": sha256_hex(token_text)}).first()
     if row is None:
