@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from authgate.ids import new_uuid
+
+__all__ = ["Base", "NAMING_CONVENTION", "new_uuid", "utcnow"]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -25,6 +28,3 @@ def utcnow() -> dt.datetime:
     """Naive UTC: both SQLite and PostgreSQL columns store UTC without a zone."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
-
-def new_uuid() -> str:
-    return str(uuid.uuid4())

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from authgate.ids import new_uuid
 from authgate.models import utcnow
 from authgate.services import scopes as scope_rules
 from authgate.services.tokens import lifetimes, timestamp
@@ -79,7 +79,7 @@ def id_token(signer: ISigner, settings: Settings, *, user: User, client: OAuthCl
         "aud": client.client_id,
         "exp": timestamp(now + lifetimes(settings, client).access),
         "iat": timestamp(now),
-        "jti": str(uuid.uuid4()),
+        "jti": new_uuid(),
         "at_hash": token_hash(access_token, signer.alg),
     }
     if auth_time:

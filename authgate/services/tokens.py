@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from sqlalchemy import bindparam, insert, or_, select, update
 
 from authgate.db import wrote
 from authgate.errors import ConfigurationError
+from authgate.ids import new_uuid
 from authgate.models import OAuthClient, Token, User, utcnow
 from authgate.models.token import ACTIVE, DISABLED, REVOKED
 from authgate.services.errors import OAuthError
@@ -210,11 +210,11 @@ def mint(db: Session, signer: ISigner, settings: Settings, *, subject: str,
     """
     issued = utcnow().replace(microsecond=0)
     expires = issued + lifetime
-    jti = str(uuid.uuid4())
+    jti = new_uuid()
     jwt_text = signer.sign(_claims(settings, subject=subject, client_id=client.client_id,
                                    scopes=scopes, kind=kind, issued=issued, expires=expires,
                                    jti=jti))
-    token = Token(**{**_TOKEN_DEFAULTS, "id": str(uuid.uuid4()),
+    token = Token(**{**_TOKEN_DEFAULTS, "id": new_uuid(),
                      "token_hash": sha256_hex(jwt_text), "jti": jti, "token_category": kind,
                      "status": ACTIVE, "user_id": subject, "client_id": client.client_id,
                      "scopes": scopes, "expires_at": expires, "created_at": issued,

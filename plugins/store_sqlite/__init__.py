@@ -11,6 +11,8 @@ from authgate import hookimpl
 from authgate.components import BuildContext, ComponentSpec
 from authgate.settings import Setting
 
+from .serialized_writes import connection_factory
+
 
 class SQLiteStore:
     name = "sqlite"
@@ -34,15 +36,18 @@ class SQLiteStore:
             # Waitress serves from several threads; SQLAlchemy's pool keeps one
             # connection per thread safe to share across them.
             connect_args={"check_same_thread": False,
-                          "timeout": self.busy_timeout_ms / 1000},
+                          "timeout": self.busy_timeout_ms / 1000,
+                          # In-process writers queue on a lock, not in SQLite's
+                          # sleeping busy handler (see serialized_writes).
+                          "factory": connection_factory(self.busy_timeout_ms / 1000)},
             pool_size=20, max_overflow=10, pool_pre_ping=False,
         )
         busy = int(self.busy_timeout_ms)
 
         @event.listens_for(engine, "connect")
         def _tune(dbapi_connection, _record):
-            # pysqlite opens transactions lazily and never for SELECT; take
-            # control so BEGIN IMMEDIATE can be used for writes when needed.
+            # pysqlite opens a transaction lazily, before the first write
+            # statement only: SELECTs run outside one and never block a writer.
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={busy}")
