@@ -10,9 +10,14 @@ that serves the same clients:
 
 * ``redis`` -- when ``RATE_LIMIT_STORE=redis`` (the documented set-up for
   several processes): one ``SET ... GET PX`` per poll, shared by all of them;
-* ``memory`` -- with the SQLite store, which is served by one process;
-* ``database`` -- anything else (PostgreSQL with in-memory rate limits may run
-  as several processes that share nothing but the database), as before.
+* ``memory`` -- otherwise: this process's memory.  On SQLite the server is one
+  process; on PostgreSQL without Redis each process keeps its own pace, as each
+  keeps its own rate-limit counters -- pacing is the RFC's politeness rule for
+  well-behaved devices, not a security control (device codes are 256-bit and
+  the token endpoint's rate limit is the brake);
+* ``database`` -- ``DEVICE_POLL_PACE=database``: the ``device_codes`` row, one
+  write per poll, for several processes that share nothing but the database
+  and still want every poll paced across them.
 
 The interval itself (raised by ``slow_down``) stays in the row: it changes
 rarely and must survive a restart.
@@ -25,10 +30,23 @@ import threading
 import time
 from typing import TYPE_CHECKING, Protocol
 
+from authgate.settings import Setting
+
 if TYPE_CHECKING:
     from authgate.settings import Settings
 
 log = logging.getLogger(__name__)
+
+SETTINGS: list[Setting] = [
+    Setting("device_poll_pace", "DEVICE_POLL_PACE", "str", "auto",
+            choices=("auto", "memory", "redis", "database"), section="Device flow",
+            help="Where the time of each device code's last poll is kept (for "
+                 "`slow_down`): `auto` = `redis` when RATE_LIMIT_STORE=redis, else "
+                 "`memory` (this process; several processes without Redis each pace on "
+                 "their own, like their rate limits); `redis` needs RATE_LIMIT_STORE=redis; "
+                 "`database` = the `device_codes` row, one write per poll, paced across "
+                 "processes that share only the database."),
+]
 
 
 class Pacer(Protocol):
@@ -110,15 +128,23 @@ class RedisPacer:
 
 
 def build_pacer(settings: Settings, store_name: str, redis_pool=None) -> Pacer | None:
-    """The pacer for this deployment; None means the device_codes row (database).
+    """The pacer for this deployment (DEVICE_POLL_PACE); None means the
+    device_codes row (database).
 
     ``redis_pool`` (given when RATE_LIMIT_STORE=redis) is the connection pool the
-    rate limiter uses too (:func:`authgate.ratelimit.redis_pool`)."""
-    if redis_pool is not None:
+    rate limiter uses too (:func:`authgate.ratelimit.redis_pool`).  ``store_name``
+    is kept for stores that cannot pace in memory (none of the bundled ones)."""
+    from authgate.errors import ConfigurationError
+
+    choice = settings.get("device_poll_pace", "auto")
+    if choice == "database":
+        return None
+    if choice == "redis" and redis_pool is None:
+        raise ConfigurationError("DEVICE_POLL_PACE=redis needs RATE_LIMIT_STORE=redis "
+                                 "(the Redis the rate limits use)")
+    if redis_pool is not None and choice in ("auto", "redis"):
         import redis
 
         return RedisPacer(redis.Redis(connection_pool=redis_pool),
                           settings.rate_limit_key_prefix)
-    if store_name == "sqlite":
-        return MemoryPacer()
-    return None
+    return MemoryPacer()

@@ -379,7 +379,8 @@ CORE_SETTING_MODULES: tuple[str, ...] = ("authgate.services.cleanup", "authgate.
                                           "authgate.services.clientcreds",
                                           "authgate.services.registration", "authgate.cors",
                                           "authgate.audit", "authgate.db", "authgate.logsetup",
-                                          "authgate.shutdown", "authgate.clientcache")
+                                          "authgate.shutdown", "authgate.clientcache",
+                                          "authgate.pacing")
 
 
 def core_spec() -> SettingsSpec:

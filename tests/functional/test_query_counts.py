@@ -69,10 +69,17 @@ class StatementLog:
 
 
 @pytest.fixture
-def app(make_app):
+def app(make_app, request):
     # A client cache that cannot expire between the warm-up and the measured request
-    # on a slow machine (the default CLIENT_CACHE_TTL is 5 s).
-    return make_app(environ={"CLIENT_CACHE_TTL": "1h"})
+    # on a slow machine (the default CLIENT_CACHE_TTL is 5 s).  Device-poll tests
+    # run with each DEVICE_POLL_PACE that changes the statements (indirect param).
+    pace = getattr(request, "param", "auto")
+    return make_app(environ={"CLIENT_CACHE_TTL": "1h", "DEVICE_POLL_PACE": pace})
+
+
+# The device-poll tests: with the pace in memory (the default on either store;
+# Redis gives the same statements) and in the device_codes row.
+each_pace = pytest.mark.parametrize("app", ["auto", "database"], indirect=True)
 
 
 @pytest.fixture
@@ -108,8 +115,10 @@ def pacing_write(app) -> list[str]:
     return [] if app.runtime.pacer is not None else ["UPDATE device_codes"]
 
 
-def test_sqlite_paces_polls_in_memory(app):
-    assert (app.runtime.pacer is not None) == (app.runtime.store.name == "sqlite")
+@each_pace
+def test_polls_are_paced_in_memory_unless_the_row_is_asked_for(app):
+    database = app.runtime.settings.device_poll_pace == "database"
+    assert (app.runtime.pacer is None) == database
 
 
 def test_device_code_request(app, sql, ids):
@@ -132,6 +141,7 @@ def test_a_client_change_is_seen_by_the_next_request(app, sql, ids):
     sql.check(["SELECT oauth_clients"])  # loaded again, and refused
 
 
+@each_pace
 def test_device_poll_while_pending(app, sql, ids):
     code = new_device_code(app, ids["device"])
     response = sql.during(lambda: app.testapp.post("/oauth/token", {
@@ -139,11 +149,12 @@ def test_device_poll_while_pending(app, sql, ids):
         status=400))
     assert response.json["error"] == "authorization_pending"
     # The code only (the client is cached since the code request); no audit event.
-    # The pace is kept in memory (SQLite) or Redis; only without either is it a
-    # write to the row (last_polled_at).
+    # The pace is kept in memory or Redis; only with DEVICE_POLL_PACE=database
+    # is it a write to the row (last_polled_at).
     sql.check(["SELECT device_codes", *pacing_write(app)])
 
 
+@each_pace
 def test_device_poll_too_fast(app, sql, ids):
     code = new_device_code(app, ids["device"])
     params = {"grant_type": GRANT, "device_code": code["device_code"],
@@ -155,6 +166,7 @@ def test_device_poll_too_fast(app, sql, ids):
     sql.check(["SELECT device_codes", *pacing_write(app), "UPDATE device_codes"])
 
 
+@each_pace
 def test_device_token_issuance(app, sql, ids):
     code = new_device_code(app, ids["device"])
     app.login()

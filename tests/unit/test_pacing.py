@@ -9,6 +9,7 @@ import uuid
 import pytest
 import redis
 
+from authgate.errors import ConfigurationError
 from authgate.pacing import MemoryPacer, RedisPacer, build_pacer
 from authgate.ratelimit import build_storage, redis_pool
 from authgate.settings import core_spec
@@ -108,6 +109,19 @@ def test_which_pacer():
     shared.close()
     pool.disconnect()
     assert redis_pool(settings()) is None
+    # Without Redis, each process paces in its own memory, on either store ...
     assert isinstance(build_pacer(settings(), "sqlite"), MemoryPacer)
-    # PostgreSQL without Redis may be several processes: the row keeps the pace.
-    assert build_pacer(settings(), "postgres") is None
+    assert isinstance(build_pacer(settings(), "postgres"), MemoryPacer)
+    # ... unless the row is asked for (processes that share only the database) ...
+    assert build_pacer(settings(DEVICE_POLL_PACE="database"), "postgres") is None
+    # ... and memory can be asked for beside a Redis used for the rate limits.
+    assert isinstance(build_pacer(configured, "postgres", pool), RedisPacer)
+    memory = settings(RATE_LIMIT_STORE="redis", REDIS_ADDR="127.0.0.1:6379",
+                      DEVICE_POLL_PACE="memory")
+    assert isinstance(build_pacer(memory, "postgres", pool), MemoryPacer)
+
+
+def test_redis_pace_without_redis_rate_limits_is_refused():
+    with pytest.raises(ConfigurationError, match="DEVICE_POLL_PACE=redis needs "
+                                                 "RATE_LIMIT_STORE=redis"):
+        build_pacer(settings(DEVICE_POLL_PACE="redis"), "postgres")
