@@ -16,6 +16,8 @@ from authgate.components import BuildContext, ComponentSpec
 from authgate.errors import ConfigurationError
 from authgate.settings import Setting
 
+from . import lazy_transactions
+
 _KEYWORD = re.compile(r"""\s*(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|\S*)""")
 
 
@@ -86,6 +88,7 @@ class PostgresStore:
             pool_recycle=int(self.max_lifetime.total_seconds()) or -1,
             pool_timeout=30,
         )
+        lazy_transactions.install(engine)
         install_idle_pre_ping(engine, self.ping_after_idle)
         return engine
 
