@@ -110,6 +110,9 @@ def build_runtime(raw: Mapping[str, Any], environ: Mapping[str, str],
     ensure_dev_secrets(raw, environ, cwd)
     settings, spec = load_settings(pm, raw, environ)
     check_token_settings(settings)
+    from authgate.services import passwords
+
+    passwords.configure(settings)
     if not settings.session_secret:
         raise ConfigurationError("SESSION_SECRET is required (at least 32 bytes); set it in "
                                  "the environment")

@@ -380,7 +380,7 @@ CORE_SETTING_MODULES: tuple[str, ...] = ("authgate.services.cleanup", "authgate.
                                           "authgate.services.registration", "authgate.cors",
                                           "authgate.audit", "authgate.db", "authgate.logsetup",
                                           "authgate.shutdown", "authgate.clientcache",
-                                          "authgate.pacing")
+                                          "authgate.pacing", "authgate.services.passwords")
 
 
 def core_spec() -> SettingsSpec:

@@ -1,18 +1,58 @@
-"""Password hashing: argon2id, with bcrypt hashes from the Go original still accepted."""
+"""Password hashing: argon2id, with bcrypt hashes from the Go original still accepted.
+
+The argon2id cost is a setting.  The default is OWASP's recommended minimum
+(19 MiB of memory, 2 passes, 1 lane) rather than argon2-cffi's RFC 9106
+"low-memory" profile (64 MiB, 3 passes, 4 lanes): every sign-in allocates that
+memory for the length of the hash, so one process serving 8 sign-ins at once
+needs 8 times as much -- 512 MiB at 64 MiB, a memory-exhaustion lever for
+anyone who can send login attempts.  Hashes made with other parameters (older
+defaults, bcrypt imports) still verify and are re-hashed with the configured
+ones at the user's next sign-in.
+"""
 
 from __future__ import annotations
 
 import secrets
 import string
+import threading
 
 import bcrypt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-_hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
-# A hash that verification runs against when the user does not exist, so the
-# response time does not tell an attacker which usernames exist.
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+from authgate.settings import Setting
+
+SECTION = "Passwords"
+SETTINGS: list[Setting] = [
+    Setting("password_hash_memory_kib", "PASSWORD_HASH_MEMORY_KIB", "int", 19_456,
+            minimum=8_192, section=SECTION,
+            help="argon2id memory cost per password hash, in KiB (default 19 MiB, OWASP's "
+                 "minimum). Each sign-in holds this much memory while it hashes. Existing "
+                 "hashes are re-hashed with the new cost at the user's next sign-in."),
+    Setting("password_hash_time_cost", "PASSWORD_HASH_TIME_COST", "int", 2, minimum=1,
+            section=SECTION, help="argon2id passes over the memory (default 2)."),
+    Setting("password_hash_parallelism", "PASSWORD_HASH_PARALLELISM", "int", 1, minimum=1,
+            section=SECTION, help="argon2id lanes (default 1)."),
+]
+
+_hasher = PasswordHasher(memory_cost=19_456, time_cost=2, parallelism=1)
+_dummy: str | None = None  # made on first use: hashing at import costs start-up memory
+_lock = threading.Lock()
+
+
+def configure(settings) -> None:
+    """Hash with the configured argon2id cost from now on (called once at start-up)."""
+    global _hasher, _dummy
+    wanted = (settings.password_hash_memory_kib, settings.password_hash_time_cost,
+              settings.password_hash_parallelism)
+    with _lock:
+        current = (_hasher.memory_cost, _hasher.time_cost, _hasher.parallelism)
+        if wanted != current:
+            _hasher = PasswordHasher(memory_cost=wanted[0], time_cost=wanted[1],
+                                     parallelism=wanted[2])
+            _dummy = None
+        if _dummy is None:
+            _dummy = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def hash_password(password: str) -> str:
@@ -42,8 +82,13 @@ def needs_rehash(stored: str) -> bool:
 
 
 def burn_time(password: str) -> None:
-    """Spend the time a real verification would (unknown user)."""
-    verify_password(_DUMMY, password)
+    """Spend the time a real verification would (unknown user), against a hash with
+    the current parameters, so the response time does not tell which usernames exist."""
+    global _dummy
+    dummy = _dummy
+    if dummy is None:
+        dummy = _dummy = _hasher.hash(secrets.token_urlsafe(16))
+    verify_password(dummy, password)
 
 
 def generate_password(length: int = 16) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 
 from authgate.models import AuditLog, User
-from authgate.services.passwords import hash_password
+from authgate.services.passwords import hash_password, needs_rehash, verify_password
 from authgate.testing import form
 
 
@@ -59,6 +59,41 @@ def test_bcrypt_hash_from_the_go_original_verifies_and_is_upgraded(app):
     with app.db() as db:
         stored = db.scalars(select(User.password_hash).where(User.username == "gopher")).one()
     assert stored.startswith("$argon2id$")
+
+
+def _argon2_parameters(stored: str) -> str:
+    """``m=19456,t=2,p=1`` from ``$argon2id$v=19$m=19456,t=2,p=1$salt$hash``."""
+    return stored.split("$")[3]
+
+
+def test_passwords_are_hashed_with_owasps_argon2id_minimum_by_default(app):
+    with app.db() as db:
+        admin = db.scalars(select(User.password_hash).where(User.username == "admin")).one()
+    assert admin.startswith("$argon2id$") and _argon2_parameters(admin) == "m=19456,t=2,p=1"
+
+
+def test_a_hash_with_other_argon2_parameters_is_upgraded_at_sign_in(app):
+    from argon2 import PasswordHasher
+
+    # argon2-cffi's own default profile (RFC 9106 low memory: 64 MiB, 3 passes, 4 lanes).
+    older = PasswordHasher().hash("older-password")
+    with app.db() as db:
+        db.add(User(username="olive", email="olive@example.com", password_hash=older))
+    assert app.login("olive", "older-password").status_int == 302
+    with app.db() as db:
+        stored = db.scalars(select(User.password_hash).where(User.username == "olive")).one()
+    assert _argon2_parameters(older) == "m=65536,t=3,p=4"
+    assert _argon2_parameters(stored) == "m=19456,t=2,p=1"
+    assert verify_password(stored, "older-password") and not needs_rehash(stored)
+
+
+def test_argon2_cost_is_a_setting(make_app):
+    app = make_app(environ={"PASSWORD_HASH_MEMORY_KIB": "8192", "PASSWORD_HASH_TIME_COST": "3",
+                            "PASSWORD_HASH_PARALLELISM": "2"})
+    with app.db() as db:
+        admin = db.scalars(select(User.password_hash).where(User.username == "admin")).one()
+    assert _argon2_parameters(admin) == "m=8192,t=3,p=2"
+    assert app.login().status_int == 302
 
 
 def test_logout_needs_csrf_and_ends_the_session(app):
