@@ -35,8 +35,11 @@ SETTINGS: list[Setting] = [
             section=SECTION, help="argon2id lanes (default 1)."),
 ]
 
-_hasher = PasswordHasher(memory_cost=19_456, time_cost=2, parallelism=1)
-_dummy: str | None = None  # made on first use: hashing at import costs start-up memory
+_hasher = PasswordHasher(memory_cost=SETTINGS[0].default, time_cost=SETTINGS[1].default,
+                         parallelism=SETTINGS[2].default)
+# What an unknown user's password is checked against (burn_time): made by
+# configure() at start-up, or at first use, not at import.
+_dummy: str | None = None
 _lock = threading.Lock()
 
 

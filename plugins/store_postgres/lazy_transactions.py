@@ -17,13 +17,15 @@ COMMITTED, where every statement of a transaction takes a fresh snapshot anyway,
 so a SELECT on its own sees exactly what it would have seen in the transaction.
 What a transaction would *hold* for a SELECT -- row locks (``FOR UPDATE`` /
 ``FOR SHARE``) and transaction-scoped advisory locks -- is why such SELECTs open
-the transaction first, like writes, DDL, ``SAVEPOINT`` and ``SET LOCAL``.
+the transaction first, like writes, DDL, ``SAVEPOINT`` and ``SET LOCAL``; so
+does a streamed SELECT (``yield_per``), whose server-side cursor lives in one.
 """
 
 from __future__ import annotations
 
 import re
 
+from psycopg import ServerCursor
 from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -61,5 +63,7 @@ def install(engine: Engine) -> None:
         dbapi_connection = cursor.connection
         if (dbapi_connection.info.transaction_status == _IDLE
                 and conn.get_execution_options().get("isolation_level") != "AUTOCOMMIT"
-                and needs_transaction(statement)):
+                # A streamed result (yield_per) is a server-side cursor: DECLARE
+                # needs a transaction block.
+                and (needs_transaction(statement) or isinstance(cursor, ServerCursor))):
             dbapi_connection.execute("BEGIN")

@@ -43,8 +43,11 @@ def traced(pg_dsn):
             fields = line.split("\t")
             # Frontend messages carrying SQL: Query (simple) and Parse (extended).
             if len(fields) > 4 and fields[1] == "F" and fields[3] in ("Query", "Parse"):
-                sql = fields[4].strip()
-                sql = sql.split('"', 2)[1] if '"' in sql else sql
+                payload = fields[4].strip()
+                if fields[3] == "Parse":  # "<statement name>" "<sql>" <parameter types>
+                    sql = payload.split('" "', 1)[1].rsplit('"', 1)[0]
+                else:  # "<sql>"
+                    sql = payload[1:-1]
                 out.append(" ".join(sql.split()))
         return out
 
@@ -130,6 +133,22 @@ def test_autocommit_connections_stay_autocommit_and_lazy_mode_comes_back(traced)
 
     assert sent(read) == ["SELECT 1"]
     assert _values(engine) == [5]
+
+
+def test_a_streamed_select_runs_in_a_transaction(traced):
+    engine, sent = traced
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO t SELECT generate_series(1, 250)"))
+
+    def stream():
+        with engine.connect() as connection:
+            result = connection.execution_options(yield_per=100).execute(
+                text("SELECT v FROM t ORDER BY v"))
+            assert [len(rows) for rows in result.partitions(100)] == [100, 100, 50]
+
+    statements = sent(stream)
+    assert statements[0] == "BEGIN" and statements[-1] == "ROLLBACK"
+    assert any(s.startswith("DECLARE") for s in statements)
 
 
 @pytest.mark.parametrize(("statement", "transaction"), [
