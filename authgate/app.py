@@ -183,6 +183,9 @@ def seed_database(runtime: Runtime, cwd: str) -> None:
 
 def make_wsgi_app(raw: Mapping[str, Any], environ: Mapping[str, str],
                   extra_plugins: Iterable[object] = (), cwd: str | None = None):
+    from authgate.memory import pin_mmap_threshold
+
+    pin_mmap_threshold()  # a serving process: keep its resident size from creeping up
     runtime = build_runtime(raw, environ, extra_plugins=extra_plugins, cwd=cwd)
     app = make_app_from_runtime(runtime, raw)
     runtime.start_jobs()
