@@ -163,7 +163,7 @@ def build_runtime(raw: Mapping[str, Any], environ: Mapping[str, str],
     from authgate.ratelimit import redis_pool
 
     runtime.redis_pool = redis_pool(settings)
-    runtime.pacer = build_pacer(settings, store.name, runtime.redis_pool)
+    runtime.pacer = build_pacer(settings, runtime.redis_pool)
     if prepare_db and (settings.auto_migrate or is_empty(engine)):
         migrate(engine)
         seed_database(runtime, cwd)
@@ -183,9 +183,6 @@ def seed_database(runtime: Runtime, cwd: str) -> None:
 
 def make_wsgi_app(raw: Mapping[str, Any], environ: Mapping[str, str],
                   extra_plugins: Iterable[object] = (), cwd: str | None = None):
-    from authgate.memory import pin_mmap_threshold
-
-    pin_mmap_threshold()  # a serving process: keep its resident size from creeping up
     runtime = build_runtime(raw, environ, extra_plugins=extra_plugins, cwd=cwd)
     app = make_app_from_runtime(runtime, raw)
     runtime.start_jobs()

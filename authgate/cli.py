@@ -434,14 +434,12 @@ def _check_base_url(base_url: str, ports: Sequence[int]) -> None:
 
 def cmd_server(args: argparse.Namespace) -> int:
     from authgate.app import build_runtime, make_app_from_runtime
-    from authgate.memory import pin_mmap_threshold
     from authgate.settings import read_environ
 
     raw, path = load_app_settings(args.config)
     environ = read_environ()
     setup_logging(path, environ)
     server_section = read_server_section(path)
-    pin_mmap_threshold()  # keep the serving process's resident size from creeping up
     runtime = build_runtime(raw, environ)
     app = None
     try:

@@ -127,13 +127,12 @@ class RedisPacer:
             log.debug("closing the Redis connection failed", exc_info=True)
 
 
-def build_pacer(settings: Settings, store_name: str, redis_pool=None) -> Pacer | None:
+def build_pacer(settings: Settings, redis_pool=None) -> Pacer | None:
     """The pacer for this deployment (DEVICE_POLL_PACE); None means the
     device_codes row (database).
 
     ``redis_pool`` (given when RATE_LIMIT_STORE=redis) is the connection pool the
-    rate limiter uses too (:func:`authgate.ratelimit.redis_pool`).  ``store_name``
-    is kept for stores that cannot pace in memory (none of the bundled ones)."""
+    rate limiter uses too (:func:`authgate.ratelimit.redis_pool`)."""
     from authgate.errors import ConfigurationError
 
     choice = settings.get("device_poll_pace", "auto")

@@ -37,8 +37,13 @@ class Runtime:
     client_listener: Any = None  # its PostgreSQL change feed (serving processes)
 
     def start_jobs(self) -> None:
-        """Scheduled cleanup and audit retention (serving processes only, not tests)."""
+        """What a serving process (not a test) runs beside its requests: scheduled
+        cleanup and audit retention, the PostgreSQL client-change feed, and glibc's
+        mmap threshold pinned so the resident size does not creep up."""
         from authgate.jobs import Scheduler
+        from authgate.memory import pin_mmap_threshold
+
+        pin_mmap_threshold()
 
         if self.jobs is None:
             self.jobs = Scheduler(self)

@@ -54,8 +54,16 @@ def configure(settings) -> None:
             _hasher = PasswordHasher(memory_cost=wanted[0], time_cost=wanted[1],
                                      parallelism=wanted[2])
             _dummy = None
-        if _dummy is None:
-            _dummy = _hasher.hash(secrets.token_urlsafe(16))
+    _dummy_hash()
+
+
+def _dummy_hash() -> str:
+    """The hash an unknown user's password is checked against, with the current cost."""
+    global _dummy
+    dummy = _dummy
+    if dummy is None:
+        dummy = _dummy = _hasher.hash(secrets.token_urlsafe(16))
+    return dummy
 
 
 def hash_password(password: str) -> str:
@@ -87,11 +95,7 @@ def needs_rehash(stored: str) -> bool:
 def burn_time(password: str) -> None:
     """Spend the time a real verification would (unknown user), against a hash with
     the current parameters, so the response time does not tell which usernames exist."""
-    global _dummy
-    dummy = _dummy
-    if dummy is None:
-        dummy = _dummy = _hasher.hash(secrets.token_urlsafe(16))
-    verify_password(dummy, password)
+    verify_password(_dummy_hash(), password)
 
 
 def generate_password(length: int = 16) -> str:

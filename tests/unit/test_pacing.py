@@ -102,26 +102,24 @@ def test_which_pacer():
     # Redis whenever the rate limits are in Redis (several processes share it).
     configured = settings(RATE_LIMIT_STORE="redis", REDIS_ADDR="127.0.0.1:6379")
     pool = redis_pool(configured)
-    shared = build_pacer(configured, "postgres", pool)
+    shared = build_pacer(configured, pool)
     assert isinstance(shared, RedisPacer)
     # The rate limiter's storage uses the same connection pool.
     assert build_storage(configured, pool).get_connection().connection_pool is pool
     shared.close()
     pool.disconnect()
     assert redis_pool(settings()) is None
-    # Without Redis, each process paces in its own memory, on either store ...
-    assert isinstance(build_pacer(settings(), "sqlite"), MemoryPacer)
-    assert isinstance(build_pacer(settings(), "postgres"), MemoryPacer)
+    # Without Redis, each process paces in its own memory (the store plays no part) ...
+    assert isinstance(build_pacer(settings()), MemoryPacer)
     # ... unless the row is asked for (processes that share only the database) ...
-    assert build_pacer(settings(DEVICE_POLL_PACE="database"), "postgres") is None
+    assert build_pacer(settings(DEVICE_POLL_PACE="database")) is None
     # ... and memory can be asked for beside a Redis used for the rate limits.
-    assert isinstance(build_pacer(configured, "postgres", pool), RedisPacer)
     memory = settings(RATE_LIMIT_STORE="redis", REDIS_ADDR="127.0.0.1:6379",
                       DEVICE_POLL_PACE="memory")
-    assert isinstance(build_pacer(memory, "postgres", pool), MemoryPacer)
+    assert isinstance(build_pacer(memory, pool), MemoryPacer)
 
 
 def test_redis_pace_without_redis_rate_limits_is_refused():
     with pytest.raises(ConfigurationError, match="DEVICE_POLL_PACE=redis needs "
                                                  "RATE_LIMIT_STORE=redis"):
-        build_pacer(settings(DEVICE_POLL_PACE="redis"), "postgres")
+        build_pacer(settings(DEVICE_POLL_PACE="redis"))
