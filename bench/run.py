@@ -110,6 +110,7 @@ class Options:
     real_tokens: int
     flow_threads: int
     server_threads: int | None
+    pin_cpu: int | None
     extra_env: dict[str, str]
     profile: bool
     profile_gil: bool
@@ -144,13 +145,26 @@ class Bench:
 
     # -- load ----------------------------------------------------------------
 
+    @property
+    def server_cpus(self) -> set[int] | None:
+        """--pin-cpu: both servers on that one CPU (a process per core, pinned)."""
+        return {self.o.pin_cpu} if self.o.pin_cpu is not None else None
+
+    def pin_load_tool(self) -> None:
+        """With --pin-cpu, wrk runs on the other CPUs (called in wrk's process)."""
+        if self.o.pin_cpu is not None:
+            others = set(os.sched_getaffinity(0)) - {self.o.pin_cpu}
+            if others:
+                os.sched_setaffinity(0, others)
+
     def wrk_run(self, port: int, scenario: Scenario, seconds: int, *, bodies: Path | None,
                 offset: int = 0, headers: list[str] = ()) -> dict:
         cmd = [self.wrk, "-t1", f"-c{self.o.connections}", f"-d{seconds}s", "--latency",
                "--timeout", "5s", "-s", str(LUA), f"http://127.0.0.1:{port}{scenario.path}",
                "--", scenario.method, scenario.path, str(bodies) if bodies else "-",
                str(offset), *headers]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60,
+                              preexec_fn=self.pin_load_tool)
         for line in done.stdout.splitlines():
             if line.startswith("BENCH_JSON "):
                 result = json.loads(line[len("BENCH_JSON "):])
@@ -168,6 +182,7 @@ class Bench:
                                 offset=offset, headers=headers)
             advanced = warm["requests"] + 2 * self.o.connections
         cpu_before = process.cpu_seconds()
+        switches_before = process.context_switches()
         load_before = os.getloadavg()[0]
         profiler = self.start_profiler(process, label or scenario.name)
         result = self.wrk_run(process.port, scenario, self.o.duration, bodies=bodies,
@@ -175,6 +190,7 @@ class Bench:
         if profiler is not None:
             profiler.wait(timeout=self.o.duration + 60)
         result["server_cpu_s"] = round(process.cpu_seconds() - cpu_before, 2)
+        result["context_switches"] = process.context_switches() - switches_before
         result["loadavg"] = round(max(load_before, os.getloadavg()[0]), 2)
         result["advanced"] = advanced + result["requests"] + 2 * self.o.connections
         result["memory_kb"] = process.memory()
@@ -196,6 +212,7 @@ class Bench:
 
     def run_hello(self, reps: int, phase: str) -> None:
         process = hello_process(self.workdir, self.o.server_threads)
+        process.cpus = self.server_cpus
         process.start()
         try:
             for rep in range(1, reps + 1):
@@ -312,6 +329,7 @@ class Bench:
         port = free_port()
         env = self.env_for(db, alg, port)
         process = authgate_process(f"authgate-{db.kind}-{db.role}-{alg}", db.workdir, env, port)
+        process.cpus = self.server_cpus
         process.start()
         print(f"  server {process.name} pid {process.pid} on :{port} "
               f"(RSS {process.memory().get('VmRSS', 0) / 1024:.0f} MB idle)", flush=True)
@@ -409,6 +427,9 @@ class Bench:
             "cpu_ms_per_req": round(1000 * result["server_cpu_s"] / result["requests"], 3)
             if result.get("server_cpu_s") is not None and result["requests"] else None,
             "loadavg": result.get("loadavg"),
+            # Thread switches in the server per request (GIL hand-offs among them).
+            "switches_per_req": round(result["context_switches"] / result["requests"], 1)
+            if result.get("context_switches") is not None and result["requests"] else None,
             "statuses": statuses, "unexpected": unexpected + socket_errors,
             "target": target,
         }
@@ -504,7 +525,7 @@ def print_table(hello_rows: list[dict], rows: list[dict], summary: dict) -> str:
     out = []
     head = (f"{'db':8} {'alg':5} {'scenario':14} {'rows':>7} {'rep':>3} {'req/s':>8} "
             f"{'ratio':>6} {'target':>6} {'p50ms':>6} {'p95ms':>6} {'p99ms':>6} "
-            f"{'peakRSS':>7} {'cpu%':>5} {'ms/req':>6} {'load':>5}  notes")
+            f"{'peakRSS':>7} {'cpu%':>5} {'ms/req':>6} {'cs/req':>6} {'load':>5}  notes")
     out.append(head)
     out.append("-" * len(head))
     for row in hello_rows + [r for r in rows if r["kind"] == "scenario"]:
@@ -531,12 +552,14 @@ def print_table(hello_rows: list[dict], rows: list[dict], summary: dict) -> str:
             f"{row['db']:8} {row['alg']:5} {row['scenario']:14} {rows_txt:>7} {row['rep']:>3} "
             f"{row['rps']:8.1f} {row.get('ratio', 0):6.2f} {target:>6} {row['p50_ms']:6.1f} "
             f"{row['p95_ms']:6.1f} {row['p99_ms']:6.1f} {row['peak_rss_mb']:6.0f}M {cpu:>5} "
-            f"{row.get('cpu_ms_per_req') or 0:6.2f} {row.get('loadavg') or 0:5.1f}  "
+            f"{row.get('cpu_ms_per_req') or 0:6.2f} {row.get('switches_per_req') or 0:6.1f} "
+            f"{row.get('loadavg') or 0:5.1f}  "
             + "; ".join(notes))
     out.append("")
     out.append(f"hello baseline (median): {summary['hello_rps']:.1f} req/s")
     out.append("cpu% = server process CPU over the run (100 = one core); ms/req = server CPU "
-               "per request; load = 1-min load average (2 cores: above ~2.5 means other "
+               "per request; cs/req = the server's thread context switches per request; "
+               "load = 1-min load average (2 cores: above ~2.5 means other "
                "work shared the machine and the figures are low)")
     out.append("")
     out.append("checks (issue #11 'done when'; medians over repetitions):")
@@ -581,6 +604,10 @@ def parse_args(argv: list[str] | None) -> Options:
     parser.add_argument("--flow-threads", type=int, default=100)
     parser.add_argument("--server-threads", type=int,
                         help="waitress threads for both servers (default: production.ini)")
+    parser.add_argument("--pin-cpu", type=int, metavar="N",
+                        help="pin both servers (all their threads) to CPU N and wrk to the "
+                             "others, as a deployment with one process per core pinned "
+                             "would run (default: not pinned)")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the AuthGate server")
     parser.add_argument("--profile", action="store_true",
@@ -609,8 +636,8 @@ def parse_args(argv: list[str] | None) -> Options:
         algorithms=[a.strip().upper() for a in args.alg.split(",") if a.strip()],
         rows_small=args.rows_small, rows_large=args.rows_large, poll_codes=args.poll_codes,
         real_tokens=args.real_tokens, flow_threads=args.flow_threads,
-        server_threads=args.server_threads, extra_env=extra, profile=args.profile,
-        profile_gil=args.profile_gil,
+        server_threads=args.server_threads, pin_cpu=args.pin_cpu, extra_env=extra,
+        profile=args.profile, profile_gil=args.profile_gil,
         keep=args.keep, output=args.output)
 
 
@@ -627,7 +654,9 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(o, wrk, workdir)
     started = time.time()
     print(f"AuthGate bench: {o.duration}s runs, {o.warmup}s warm-up, wrk -t1 -c{o.connections}"
-          f", repeat {o.repeat}; workdir {workdir}", flush=True)
+          f", repeat {o.repeat}"
+          + (f"; servers pinned to CPU {o.pin_cpu}" if o.pin_cpu is not None else "")
+          + f"; workdir {workdir}", flush=True)
     databases: list[Database] = []
     try:
         if want("hello") or any(want(n) for n in SCENARIOS):

@@ -75,6 +75,20 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def proc_context_switches(pid: int) -> int:
+    """Voluntary + involuntary context switches of every thread of a process so far
+    (threads that have exited are not counted: waitress's pool lives as long as the
+    server).  Under the GIL each hand-off between threads is one or two of these."""
+    total = 0
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/status") as handle:
+                for line in handle:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split(":")[1])
+    return total
+
+
 def http_request(port: int, method: str, path: str, body: str | None = None,
                  headers: dict[str, str] | None = None,
                  timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
@@ -99,13 +113,18 @@ class Process:
     port: int
     ready_path: str = "/health"
     log_path: Path | None = None
+    cpus: set[int] | None = None  # CPU affinity of the process and all its threads
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self, timeout: float = 90) -> None:
         self.log_path = self.log_path or self.cwd / f"{self.name}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=self.cwd, stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        cpus = self.cpus
+        self.proc = subprocess.Popen(
+            self.argv, env=self.env, cwd=self.cwd, stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Set in the child before exec: every thread it starts inherits it.
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -131,6 +150,9 @@ class Process:
 
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.pid)
+
+    def context_switches(self) -> int:
+        return proc_context_switches(self.pid)
 
     def tail(self, lines: int = 30) -> str:
         if not self.log_path or not self.log_path.exists():
