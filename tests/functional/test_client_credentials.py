@@ -146,3 +146,30 @@ def test_machine_token_introspects_with_client_subject(app):
     body = app.testapp.post("/oauth/introspect", {"token": token["access_token"]},
                             headers=basic(client_id, secret), status=200).json
     assert body["active"] and body["sub"] == f"client:{client_id}" and "username" not in body
+
+
+def test_bcrypt_secret_from_the_go_original_is_stored_in_the_fast_form(app):
+    import bcrypt
+
+    from authgate.models import OAuthClient
+    from authgate.services.secrets import PREFIX
+
+    client_id, secret = machine_client(app)
+    by_id = select(OAuthClient).where(OAuthClient.client_id == client_id)
+    with app.db() as db:
+        db.scalars(by_id).one().client_secret_hash = bcrypt.hashpw(
+            secret.encode(), bcrypt.gensalt(rounds=4)).decode()
+    # A failed attempt leaves the client (bcrypt hash and all) in the client cache,
+    # so the next request authenticates against the cached copy.
+    assert request_token(app, headers=basic(client_id, "wrong"), status=401
+                         ).json["error"] == "invalid_client"
+    request_token(app, headers=basic(client_id, secret), status=200)
+    with app.db() as db:
+        stored = db.scalars(by_id).one().client_secret_hash
+    assert stored.startswith(PREFIX + "$") and secret not in stored
+    # The fast form is what is checked from now on, for the right and the wrong secret.
+    request_token(app, headers=basic(client_id, secret), status=200)
+    assert request_token(app, headers=basic(client_id, "wrong"), status=401
+                         ).json["error"] == "invalid_client"
+    with app.db() as db:
+        assert db.scalars(by_id).one().client_secret_hash == stored
