@@ -16,7 +16,13 @@ from authgate import __version__, components
 from authgate.audit import AuditDispatcher
 from authgate.auth import AuthChain
 from authgate.components import BuildContext
-from authgate.db import get_session_factory, get_tm_session, is_empty, migrate
+from authgate.db import (
+    get_session_factory,
+    get_tm_session,
+    is_empty,
+    migrate,
+    schema_is_current,
+)
 from authgate.errors import ConfigurationError
 from authgate.plugins import get_plugin_manager
 from authgate.runtime import Runtime
@@ -165,7 +171,8 @@ def build_runtime(raw: Mapping[str, Any], environ: Mapping[str, str],
     runtime.redis_pool = redis_pool(settings)
     runtime.pacer = build_pacer(settings, runtime.redis_pool)
     if prepare_db and (settings.auto_migrate or is_empty(engine)):
-        migrate(engine)
+        if not schema_is_current(engine):  # Alembic is imported only to migrate
+            migrate(engine)
         seed_database(runtime, cwd)
     return runtime
 

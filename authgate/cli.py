@@ -221,8 +221,10 @@ def db_transaction(runtime: Runtime) -> Iterator[Session]:
 
 
 def require_current_schema(runtime: Runtime) -> None:
-    from authgate.db import current_revision, head_revision
+    from authgate.db import current_revision, head_revision, schema_is_current
 
+    if schema_is_current(runtime.engine):
+        return
     current, head = current_revision(runtime.engine), head_revision(runtime.engine)
     if current != head:
         raise CommandError(f"the database schema is at revision {current or '(none)'} but this "
