@@ -258,10 +258,12 @@ def make_app_from_runtime(runtime: Runtime, raw: Mapping[str, Any] | None = None
         config.commit()
         bake_request_properties(config.registry)
         router = config.make_wsgi_app()
+    from authgate.views.api_lane import ApiLane
     from authgate.views.wellknown import PublishedDocuments
 
-    # JWKS and discovery, precomputed, in front of the router (see its docstring).
-    app = PublishedDocuments(router, router.registry)
+    # JWKS and discovery, precomputed, and the hot OAuth calls (device polls, client
+    # credentials, introspection) in front of the router (see their docstrings).
+    app = PublishedDocuments(ApiLane(router, router.registry), router.registry)
     log.info("AuthGate %s ready: store=%s (%s), signer=%s, auth_sources=%s, audit_sinks=%s",
              __version__, settings.store, runtime.store.describe(), runtime.signer.alg,
              " ".join(settings.auth_sources), " ".join(settings.audit_sinks))

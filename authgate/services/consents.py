@@ -15,15 +15,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 
 from authgate.models import OAuthClient, Token, UserAuthorization, new_uuid, utcnow
 from authgate.models.token import ACTIVE, DISABLED, REVOKED
+from authgate.rawsql import prebuilt
 
 if TYPE_CHECKING:
     from pyramid.request import Request
     from sqlalchemy.orm import Session
+
+    from authgate.rawsql import RawUnit
 
 
 def find(db: Session, user_id: str, client_id: str) -> UserAuthorization | None:
@@ -31,6 +34,19 @@ def find(db: Session, user_id: str, client_id: str) -> UserAuthorization | None:
     return db.scalars(select(UserAuthorization).where(
         UserAuthorization.user_id == user_id,
         UserAuthorization.client_id == client_id)).first()
+
+
+_consents = UserAuthorization.__table__.c
+# The token endpoint's one question about consents, prebuilt (authgate.rawsql): the
+# device grant links its tokens to the consent the approval recorded.
+_ACTIVE_ID = prebuilt(select(_consents.id).where(
+    _consents.user_id == bindparam("user_id"), _consents.client_id == bindparam("client_id"),
+    _consents.is_active == true()))
+
+
+def active_id(db: Session | RawUnit, user_id: str, client_id: str) -> int | None:
+    """The id of the active consent of (user, client), or None."""
+    return db.execute(_ACTIVE_ID, {"user_id": user_id, "client_id": client_id}).scalar()
 
 
 def find_active(db: Session, user_id: str, client_id: str) -> UserAuthorization | None:

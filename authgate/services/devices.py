@@ -18,12 +18,16 @@ from sqlalchemy.orm import Session
 
 from authgate.models import DeviceCode, OAuthClient, User, utcnow
 from authgate.models.device import AUTHORIZED, CONSUMED, DENIED, PENDING
+from authgate.rawsql import prebuilt
 from authgate.services import clients
 from authgate.services.errors import OAuthError
 from authgate.services.secrets import sha256_hex
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Row
+
     from authgate.pacing import Pacer
+    from authgate.rawsql import RawUnit
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 # No 0/O, 1/I/L: nothing a person can misread on a TV screen.
@@ -35,8 +39,24 @@ SLOW_DOWN_STEP = 5  # seconds, RFC 8628 §3.5
 # compile, result set-up and object building for them.  The one poll that wins the tokens
 # loads the full row after its UPDATE.
 _codes = DeviceCode.__table__.c
-_POLL_STATE = select(_codes.id, _codes.client_id, _codes.status, _codes.expires_at,
-                     _codes.interval).where(_codes.device_code == bindparam("hash"))
+_POLL_STATE = prebuilt(select(_codes.id, _codes.client_id, _codes.status, _codes.expires_at,
+                              _codes.interval).where(_codes.device_code == bindparam("hash")))
+# The rest of a poll's statements, prebuilt too: every one of them may run on the API
+# lane's raw connection (authgate.rawsql), which runs only prebuilt statements.
+_PACE_IN_ROW = prebuilt(
+    update(DeviceCode.__table__)
+    .where(_codes.id == bindparam("row_id"),
+           or_(_codes.last_polled_at.is_(None), _codes.last_polled_at <= bindparam("cutoff")))
+    .values(last_polled_at=bindparam("now")))
+_SLOW_DOWN = prebuilt(
+    update(DeviceCode.__table__).where(_codes.id == bindparam("row_id"))
+    .values(interval=_codes.interval + SLOW_DOWN_STEP, last_polled_at=bindparam("now")))
+_CONSUME = prebuilt(
+    update(DeviceCode.__table__)
+    .where(_codes.id == bindparam("row_id"), _codes.status == AUTHORIZED)
+    .values(status=CONSUMED, updated_at=bindparam("now")))
+_GRANTED = prebuilt(select(_codes.id, _codes.client_id, _codes.user_id, _codes.scopes)
+                    .where(_codes.id == bindparam("row_id")))
 
 
 def format_user_code(raw: str) -> str:
@@ -131,13 +151,15 @@ def decide(db: Session, row: DeviceCode, user: User, *, approve: bool) -> bool:
     return result.rowcount == 1
 
 
-def redeem(db: Session, device_code: str, client: OAuthClient, *,
-           now: dt.datetime | None = None, pacer: Pacer | None = None) -> DeviceCode:
-    """Poll a device code (RFC 8628 §3.4-3.5).  Returns the row when this poll wins the
-    tokens; otherwise raises the OAuthError the client must see.
+def redeem(db: Session | RawUnit, device_code: str, client: OAuthClient, *,
+           now: dt.datetime | None = None, pacer: Pacer | None = None) -> Row:
+    """Poll a device code (RFC 8628 §3.4-3.5).  Returns the granted code (``user_id``,
+    ``scopes``) when this poll wins the tokens; otherwise raises the OAuthError the
+    client must see.
 
     ``pacer`` keeps the last-poll times (authgate.pacing); without one they are
-    kept in the row (a write per poll)."""
+    kept in the row (a write per poll).  Every statement is prebuilt, so ``db`` may
+    be a Session or the API lane's raw unit."""
     now = now or utcnow()
     if not device_code or len(device_code) > 128:
         raise OAuthError("invalid_grant", "Unknown device code")
@@ -159,31 +181,18 @@ def redeem(db: Session, device_code: str, client: OAuthClient, *,
     if pacer is not None:
         paced = pacer.poll(str(row.id), (interval - tolerance).total_seconds())
     else:
-        paced = db.execute(
-            update(DeviceCode)
-            .where(DeviceCode.id == row.id,
-                   or_(DeviceCode.last_polled_at.is_(None),
-                       DeviceCode.last_polled_at <= now - interval + tolerance))
-            .values(last_polled_at=now)
-            .execution_options(synchronize_session=False)
-        ).rowcount == 1
+        paced = db.execute(_PACE_IN_ROW, {"row_id": row.id, "now": now,
+                                          "cutoff": now - interval + tolerance}).rowcount == 1
     if not paced:
         # The raised interval is kept in the row (rare; must survive a restart).
-        db.execute(update(DeviceCode).where(DeviceCode.id == row.id)
-                   .values(interval=DeviceCode.interval + SLOW_DOWN_STEP, last_polled_at=now)
-                   .execution_options(synchronize_session=False))
+        db.execute(_SLOW_DOWN, {"row_id": row.id, "now": now})
         raise OAuthError("slow_down", f"Polling too fast; wait at least "
                                       f"{row.interval + SLOW_DOWN_STEP} seconds between "
                                       "requests")
     if row.status == PENDING:
         raise OAuthError("authorization_pending", "The user has not yet approved the device")
 
-    won = db.execute(
-        update(DeviceCode)
-        .where(DeviceCode.id == row.id, DeviceCode.status == AUTHORIZED)
-        .values(status=CONSUMED, updated_at=now)
-        .execution_options(synchronize_session=False)
-    ).rowcount == 1
+    won = db.execute(_CONSUME, {"row_id": row.id, "now": now}).rowcount == 1
     if not won:
         raise OAuthError("invalid_grant", "The device code has already been used")
-    return db.get(DeviceCode, row.id, populate_existing=True)
+    return db.execute(_GRANTED, {"row_id": row.id}).first()

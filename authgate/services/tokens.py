@@ -12,6 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,6 +27,7 @@ from authgate.errors import ConfigurationError
 from authgate.ids import new_uuid
 from authgate.models import OAuthClient, Token, User, utcnow
 from authgate.models.token import ACTIVE, DISABLED, REVOKED
+from authgate.rawsql import prebuilt
 from authgate.services.errors import OAuthError
 from authgate.services.secrets import sha256_hex
 
@@ -32,6 +36,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from authgate.interfaces import ISigner
+    from authgate.rawsql import RawUnit
     from authgate.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,7 +56,7 @@ _BY_HASH = select(Token).where(Token.token_hash == bindparam("hash"))
 # these columns; a select of mapped attributes would pay the ORM's compile, result set-up
 # and object building.
 _tokens, _users = Token.__table__, User.__table__
-_INTROSPECTION = (
+_INTROSPECTION = prebuilt(
     select(_tokens.c.id, _tokens.c.client_id, _tokens.c.token_category, _tokens.c.status,
            _tokens.c.expires_at, _tokens.c.scopes, _tokens.c.user_id, _tokens.c.jti,
            _users.c.username)
@@ -152,9 +157,9 @@ def check_settings(settings: Settings) -> None:
 @dataclass
 class IssuedTokens:
     access_token: str
-    access: Token
+    access: MintedToken
     refresh_token: str | None = None
-    refresh: Token | None = None
+    refresh: Token | MintedToken | None = None  # fixed-mode refresh: the stored row
 
     def response(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -191,7 +196,7 @@ def _claims(settings: Settings, *, subject: str, client_id: str, scopes: str, ki
     return claims
 
 
-_INSERT_TOKENS = insert(Token.__table__)
+_INSERT_TOKENS = prebuilt(insert(Token.__table__))
 _TOKEN_COLUMNS = tuple(column.key for column in Token.__table__.columns)
 # The model's plain column defaults (token_type, token_family_id, ...), which the ORM would
 # apply at flush: a minted row is stored by a Core INSERT and read afterwards, so it
@@ -200,13 +205,28 @@ _TOKEN_DEFAULTS = {column.key: column.default.arg for column in Token.__table__.
                    if column.default is not None and column.default.is_scalar}
 
 
+class MintedToken:
+    """A token row built by :func:`mint`, not yet stored: every column of ``tokens`` as a
+    plain attribute.  Not an ORM object: instrumenting 17 attributes of an object that is
+    only ever INSERTed by a Core statement and read back cost more than signing it."""
+
+    __slots__ = _TOKEN_COLUMNS
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        for key in _TOKEN_COLUMNS:
+            setattr(self, key, values.get(key))
+
+    def __repr__(self) -> str:
+        return f"<MintedToken {self.id} {self.token_category} {self.client_id}>"
+
+
 def mint(db: Session, signer: ISigner, settings: Settings, *, subject: str,
          client: OAuthClient, scopes: str, kind: str, lifetime: dt.timedelta,
-         grant_type: str, **row: Any) -> tuple[str, Token]:
+         grant_type: str, **row: Any) -> tuple[str, MintedToken]:
     """Sign one token and build its row, not yet stored: :func:`store` inserts it.
 
-    The row is a plain (transient) ``Token`` with every column set, so the caller
-    can link it to its sibling before it is stored and read it afterwards.
+    The row is a :class:`MintedToken` with every column set, so the caller can link
+    it to its sibling before it is stored and read it afterwards.
     """
     issued = utcnow().replace(microsecond=0)
     expires = issued + lifetime
@@ -214,15 +234,16 @@ def mint(db: Session, signer: ISigner, settings: Settings, *, subject: str,
     jwt_text = signer.sign(_claims(settings, subject=subject, client_id=client.client_id,
                                    scopes=scopes, kind=kind, issued=issued, expires=expires,
                                    jti=jti))
-    token = Token(**{**_TOKEN_DEFAULTS, "id": new_uuid(),
-                     "token_hash": sha256_hex(jwt_text), "jti": jti, "token_category": kind,
-                     "status": ACTIVE, "user_id": subject, "client_id": client.client_id,
-                     "scopes": scopes, "expires_at": expires, "created_at": issued,
-                     "grant_type": grant_type, **row})
+    token = MintedToken({**_TOKEN_DEFAULTS, "id": new_uuid(),
+                         "token_hash": sha256_hex(jwt_text), "jti": jti,
+                         "token_category": kind, "status": ACTIVE, "user_id": subject,
+                         "client_id": client.client_id, "scopes": scopes,
+                         "expires_at": expires, "created_at": issued,
+                         "grant_type": grant_type, **row})
     return jwt_text, token
 
 
-def store(db: Session, rows: Sequence[Token]) -> None:
+def store(db: Session | RawUnit, rows: Sequence[Token | MintedToken]) -> None:
     """INSERT minted rows in the caller's transaction, in one Core statement.
 
     The ORM's unit of work cost about a quarter of a client-credentials request
@@ -308,13 +329,64 @@ class SignatureInvalid(Exception):
     (wrong key, unknown kid, foreign or ``none`` alg, tampered)."""
 
 
-def verify_jwt(signer: ISigner, token_text: str, kind: str) -> dict[str, Any]:
+class VerifiedClaims:
+    """The claims of tokens this process has verified, by the SHA-256 of their text.
+
+    Resource servers introspect the same token on every API call, and a JWT's
+    verification (PyJWT: parsing, base64 checks, the signature) cost more than
+    the rest of an introspection.  A signer's keys are fixed for the life of the
+    process (a key rotation is a restart), so a token text that verified once
+    verifies again with the same signer; only time can change the answer, and
+    ``exp`` is checked on every use.  Bounded (least recently used first out);
+    failures are never kept.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, tuple[ISigner, dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, signer: ISigner, token_hash: str) -> dict[str, Any] | None:
+        with self._lock:
+            entry = self._entries.get(token_hash)
+            if entry is None or entry[0] is not signer:
+                return None
+            self._entries.move_to_end(token_hash)
+        claims = entry[1]
+        if claims["exp"] <= time.time():
+            raise jwt.ExpiredSignatureError("Signature has expired")
+        return claims
+
+    def put(self, signer: ISigner, token_hash: str, claims: dict[str, Any]) -> None:
+        with self._lock:
+            self._entries[token_hash] = (signer, claims)
+            self._entries.move_to_end(token_hash)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+VERIFIED = VerifiedClaims()
+
+
+def verify_jwt(signer: ISigner, token_text: str, kind: str, *,
+               token_hash: str | None = None) -> dict[str, Any]:
     """Claims of a JWT this server signed, with ``type`` == ``kind``.
 
     Raises SignatureInvalid when the token parses but its signature, key or alg
     is wrong, and jwt.InvalidTokenError for anything else (expired, malformed,
-    wrong type).
+    wrong type).  With ``token_hash`` (the SHA-256 of ``token_text``) a token
+    verified before by this signer is answered from :data:`VERIFIED`.
     """
+    if token_hash is not None:
+        claims = VERIFIED.get(signer, token_hash)
+        if claims is not None:
+            if claims.get("type") != kind:
+                raise jwt.InvalidTokenError(f"not an {kind} token")
+            return claims
     # One parse: PyJWT raises DecodeError for text that is not a JWT at all, and
     # its subclass InvalidSignatureError for a JWT whose signature does not match.
     try:
@@ -327,6 +399,8 @@ def verify_jwt(signer: ISigner, token_text: str, kind: str) -> dict[str, Any]:
         raise  # malformed: an invalid token, not a signature failure
     except jwt.InvalidTokenError as exc:  # unknown kid, wrong alg, wrong issuer, ...
         raise SignatureInvalid(str(exc)) from exc
+    if token_hash is not None and "exp" in claims:
+        VERIFIED.put(signer, token_hash, claims)
     if claims.get("type") != kind:
         raise jwt.InvalidTokenError(f"not an {kind} token")
     return claims
@@ -422,11 +496,12 @@ def introspect(db: Session, signer: ISigner, settings: Settings,
     """
     if not _presentable(token_text):
         return None, dict(INACTIVE)
-    row = db.execute(_INTROSPECTION, {"hash": sha256_hex(token_text)}).first()
+    token_hash = sha256_hex(token_text)
+    row = db.execute(_INTROSPECTION, {"hash": token_hash}).first()
     if row is None:
         return None, dict(INACTIVE)
     try:
-        claims = verify_jwt(signer, token_text, row.token_category)
+        claims = verify_jwt(signer, token_text, row.token_category, token_hash=token_hash)
     except (jwt.InvalidTokenError, SignatureInvalid):
         return row, dict(INACTIVE)
     if not is_usable(row) or claims.get("client_id") != row.client_id:

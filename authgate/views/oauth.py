@@ -91,11 +91,11 @@ def _device_code_grant(request, params: dict[str, str]) -> dict:
     row = devices.redeem(db, device_code, client, pacer=request.authgate.pacer)
     settings = request.authgate.settings
     # Linked to the consent the approval recorded, so revoking it revokes them.
-    consent = consents.find_active(db, row.user_id, client.client_id)
     issued = tokens.issue(db, request.authgate.signer, settings, subject=row.user_id,
                           client=client, scopes=row.scopes.split(),
                           grant_type=devices.DEVICE_GRANT,
-                          authorization_id=consent.id if consent is not None else None)
+                          authorization_id=consents.active_id(db, row.user_id,
+                                                              client.client_id))
     _token_events(request, issued, client=client, user_id=row.user_id, flow="device flow",
                   grant_type="device_code")
     return issued.response()

@@ -18,11 +18,13 @@ from authgate import hookimpl
 from authgate.components import BuildContext, ComponentSpec
 from authgate.interfaces import AuditEvent
 from authgate.models import AuditLog
+from authgate.rawsql import group_writer, prebuilt
 from authgate.settings import Setting
 
 log = logging.getLogger("authgate.audit")
 
 _FIELDS = tuple(f.name for f in fields(AuditEvent))
+_INSERT = prebuilt(insert(AuditLog.__table__))
 
 
 def _row(event: AuditEvent) -> dict[str, Any]:
@@ -34,26 +36,17 @@ def _row(event: AuditEvent) -> dict[str, Any]:
     return row
 
 
-class _Entry:
-    """One ``write`` call waiting for its rows to be committed."""
-
-    __slots__ = ("rows", "done", "error")
-
-    def __init__(self, rows: list[dict[str, Any]]):
-        self.rows = rows
-        self.done = False
-        self.error: BaseException | None = None
-
-
 class DatabaseSink:
     """Each ``write`` returns once its events are committed, or raises.
 
-    Concurrent writes share one transaction (group commit): while one thread
-    inserts, the others queue their rows, and the next writer inserts the whole
-    queue with one INSERT and one COMMIT.  Under load that turns N short write
-    transactions (N lock acquisitions on SQLite) into one, and no caller
-    returns before its own rows are stored.  A batch that fails is retried call
-    by call, so a bad event only fails the ``write`` it came in.
+    Concurrent writes share one transaction (group commit, the engine's
+    :class:`authgate.rawsql.GroupWriter`, which the API lane's token inserts
+    share too): while one thread inserts, the others queue their rows, and the
+    next writer inserts the whole queue with one INSERT and one COMMIT.  Under
+    load that turns N short write transactions (N lock acquisitions on SQLite)
+    into one, and no caller returns before its own rows are stored.  A batch
+    that fails is retried call by call, so a bad event only fails the ``write``
+    it came in.
     """
 
     name = "database"
@@ -62,9 +55,6 @@ class DatabaseSink:
                  max_pending: int = 10_000, max_batch: int = 500,
                  close_timeout: float = 10.0):
         self.engine = engine
-        self._cond = threading.Condition()
-        self._queue: list[_Entry] = []
-        self._busy = False
         # Background mode (AUDIT_LOG_BUFFER_SIZE > 0): write() only queues, one
         # thread inserts in batches, close() drains (up to AUDIT_SHUTDOWN_TIMEOUT).
         # CRITICAL events are still stored before write() returns.
@@ -85,49 +75,12 @@ class DatabaseSink:
         self._write_now(rows)
 
     def _write_now(self, rows: list[dict[str, Any]]) -> None:
-        entry = _Entry(rows)
-        with self._cond:
-            self._queue.append(entry)
-            while self._busy and not entry.done:
-                self._cond.wait()
-            if not entry.done:
-                # Nobody is writing: this call writes everything queued so far.
-                self._busy = True
-                batch, self._queue = self._queue, []
-        if not entry.done:
-            try:
-                self._insert_batch(batch)
-            finally:
-                with self._cond:
-                    for queued in batch:
-                        queued.done = True
-                    self._busy = False
-                    self._cond.notify_all()
-        if entry.error is not None:
-            raise entry.error
-
-    def _insert_batch(self, batch: list[_Entry]) -> None:
-        try:
-            self._insert([row for queued in batch for row in queued.rows])
-        except Exception as exc:
-            if len(batch) == 1:
-                batch[0].error = exc
-                return
-            for queued in batch:
-                try:
-                    self._insert(queued.rows)
-                except Exception as single:
-                    queued.error = single
-        except BaseException as exc:  # KeyboardInterrupt / SystemExit: fail every caller
-            for queued in batch:
-                queued.error = exc
-            raise
-
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
         # Its own short transaction: the request's transaction has already
-        # committed (or aborted) by the time events are delivered.
-        with self.engine.begin() as connection:
-            connection.execute(insert(AuditLog), rows)
+        # committed (or aborted) by the time events are delivered.  One prebuilt
+        # INSERT on a raw pooled connection (authgate.rawsql): every token and
+        # introspection call writes one, and SQLAlchemy's execution machinery cost
+        # several times the insert itself.
+        group_writer(self.engine).write([(_INSERT, rows)])
 
     # -- background mode -------------------------------------------------------
 

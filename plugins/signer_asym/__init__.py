@@ -63,6 +63,7 @@ import jwt
 from authgate import hookimpl
 from authgate.components import BuildContext, ComponentSpec
 from authgate.errors import ConfigurationError
+from authgate.jwssign import CompactSigner
 from authgate.settings import Setting
 
 from .keys import (
@@ -139,10 +140,12 @@ class AsymmetricSigner:
         for key_public in list(verification.values()):
             verification.setdefault(legacy_kid(key_public), key_public)
         self._verification_keys = verification
+        self._signer = CompactSigner(alg, private_key, {"kid": self.kid, "typ": "JWT"})
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        return jwt.encode(dict(claims), self._private_key, algorithm=self.alg,
-                          headers={"kid": self.kid, "typ": "JWT"})
+        # The bytes jwt.encode(claims, key, algorithm=alg, headers={"kid": ..., "typ":
+        # "JWT"}) gives, with the key prepared once (authgate.jwssign).
+        return self._signer.sign(claims)
 
     def verify(self, token: str, *, audience: str | Sequence[str] | None = None) -> dict:
         header = jwt.get_unverified_header(token)

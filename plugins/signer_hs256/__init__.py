@@ -11,6 +11,7 @@ import jwt
 from authgate import hookimpl
 from authgate.components import BuildContext, ComponentSpec
 from authgate.errors import ConfigurationError
+from authgate.jwssign import CompactSigner
 from authgate.settings import Setting
 
 MIN_SECRET_BYTES = 32
@@ -28,9 +29,12 @@ class HS256Signer:
                 f"(got {len(secret.encode())}); generate one with: "
                 "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'")
         self._key = secret.encode()
+        self._signer = CompactSigner("HS256", self._key)
 
     def sign(self, claims: Mapping[str, Any]) -> str:
-        return jwt.encode(dict(claims), self._key, algorithm="HS256")
+        # The bytes jwt.encode(claims, key, algorithm="HS256") gives, with the key
+        # prepared once (authgate.jwssign).
+        return self._signer.sign(claims)
 
     def verify(self, token: str, *, audience: str | Sequence[str] | None = None) -> dict:
         return jwt.decode(token, self._key, algorithms=["HS256"], audience=audience,

@@ -45,6 +45,21 @@ def test_db_log_level_info_echoes_sql(make_app, caplog):
     assert any(s.startswith("INSERT INTO device_codes") for s in statements)
 
 
+def test_db_log_level_info_echoes_the_api_lanes_sql_too(make_app, caplog):
+    """Device polls, client credentials and introspection run on raw connections
+    (authgate.rawsql); their statements are echoed on the same logger."""
+    app = make_app(environ={"DB_LOG_LEVEL": "info"})
+    client_id = app.default_client_id
+    code = app.testapp.post("/oauth/device/code", {"client_id": client_id}).json
+    caplog.set_level(logging.DEBUG, logger="")
+    caplog.clear()
+    app.testapp.post("/oauth/token", {"grant_type": "urn:ietf:params:oauth:grant-type:"
+                                      "device_code", "client_id": client_id,
+                                      "device_code": code["device_code"]}, status=400)
+    statements = [r.getMessage() for r in sql_records(caplog) if r.levelno == logging.INFO]
+    assert any(s.startswith("SELECT") and "FROM device_codes" in s for s in statements)
+
+
 def test_db_log_level_sets_the_sqlalchemy_loggers(make_app):
     make_app(environ={"DB_LOG_LEVEL": "info"})
     assert logging.getLogger("sqlalchemy.engine").getEffectiveLevel() == logging.INFO

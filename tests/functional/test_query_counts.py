@@ -1,9 +1,11 @@
 """SQL statements per request on the hot paths (issue #11: "the minimum number of
 queries per request (count them in a test)").
 
-Every statement the app sends through its engine is counted with a SQLAlchemy
-``before_cursor_execute`` listener: the request's own transaction and the audit
-sink's insert after it.  Each test pins the current count.  Fewer is welcome:
+Every statement the app sends through its engine is counted: with a SQLAlchemy
+``before_cursor_execute`` listener for the ORM sessions, and with
+``authgate.rawsql.on_statement`` for the prebuilt statements the API lane and
+the audit sink run on raw connections (the request's own statements and the
+audit row after it).  Each test pins the current count.  Fewer is welcome:
 lower the number in the same change.  More needs a reason -- these are the
 endpoints a fleet of devices and resource servers call thousands of times a
 second (see docs/performance.md and ``python -m bench``).
@@ -18,6 +20,7 @@ from urllib.parse import quote_plus
 import pytest
 from sqlalchemy import event, select
 
+from authgate import rawsql
 from authgate.cli import create_oauth_client
 from authgate.models import OAuthClient, User
 from authgate.services import tokens
@@ -34,13 +37,19 @@ class StatementLog:
         self.statements: list[str] = []
         self.recording = False
         event.listen(engine, "before_cursor_execute", self._record)
+        # The API lane's statements run on the raw DB-API connection (authgate.rawsql).
+        self._remove_raw_hook = rawsql.on_statement(engine, self._record_raw)
 
     def _record(self, conn, cursor, statement, parameters, context, executemany):
+        self._record_raw(statement)
+
+    def _record_raw(self, statement: str) -> None:
         if self.recording:
             self.statements.append(" ".join(statement.split()))
 
     def close(self) -> None:
         event.remove(self.engine, "before_cursor_execute", self._record)
+        self._remove_raw_hook()
 
     def during(self, action):
         self.statements = []
