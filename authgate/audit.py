@@ -143,6 +143,9 @@ class AuditDispatcher:
         self._lock = threading.Lock()
         self.failures = 0  # events a sink failed to take (also a metric later)
         self.observers: list[AuditObserver] = []
+        # id(event) -> the sinks that stored it in its request's own transaction
+        # (enlist): deliver() skips them for that event.
+        self._enlisted: dict[int, tuple[IAuditSink, ...]] = {}
 
     def make_event(self, event_type: str, *, action: str, severity: str = INFO,
                    success: bool = True, details: Mapping[str, Any] | None = None,
@@ -157,6 +160,35 @@ class AuditDispatcher:
             **fields,
         )
 
+    def enlist(self, unit: Any, events: Sequence[AuditEvent]) -> None:
+        """Let the sinks that can store ``events`` in ``unit`` (the API lane's unit of
+        work, :class:`authgate.rawsql.RawUnit`) do so, so they commit together with
+        what the request wrote -- one transaction instead of two.  A sink that
+        declines or fails gets them after the commit as usual.  If the unit does not
+        commit, call :meth:`forget`."""
+        if not self.enabled or not events:
+            return
+        took = []
+        for sink in self.sinks:
+            store_in = getattr(sink, "store_in", None)
+            if store_in is None:
+                continue
+            try:
+                if store_in(unit, events):
+                    took.append(sink)
+            except Exception:
+                log.exception("audit sink %r could not join the request's transaction; "
+                              "it gets the events after the commit",
+                              getattr(sink, "name", sink))
+        if took:
+            for event in events:
+                self._enlisted[id(event)] = tuple(took)
+
+    def forget(self, events: Sequence[AuditEvent]) -> None:
+        """The unit the events were enlisted in did not commit."""
+        for event in events:
+            self._enlisted.pop(id(event), None)
+
     def deliver(self, events: Sequence[AuditEvent]) -> None:
         if not events:
             return
@@ -169,18 +201,25 @@ class AuditDispatcher:
 
     def _write(self, events: Sequence[AuditEvent]) -> int:
         failed = 0
+        enlisted = [self._enlisted.pop(id(event), ()) for event in events] \
+            if self._enlisted else None
         for sink in self.sinks:
+            batch = events
+            if enlisted is not None:
+                batch = [e for e, took in zip(events, enlisted, strict=True) if sink not in took]
+                if not batch:
+                    continue
             try:
-                sink.write(events)
+                sink.write(batch)
             except Exception:
-                failed += len(events)
+                failed += len(batch)
                 with self._lock:
-                    self.failures += len(events)
+                    self.failures += len(batch)
                 # The events go to the log in full so an operator can recover them.
                 log.exception(
                     "audit sink %r failed; undelivered events: %s",
                     getattr(sink, "name", sink),
-                    json.dumps([e.as_dict() for e in events], default=str),
+                    json.dumps([e.as_dict() for e in batch], default=str),
                 )
         return failed
 

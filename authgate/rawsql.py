@@ -32,11 +32,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import event
 from sqlalchemy.sql import Delete, Insert, Select, Update
 
 if TYPE_CHECKING:
@@ -210,6 +212,70 @@ def on_statement(engine: Engine, hook: StatementHook) -> Callable[[], None]:
     return lambda: hooks.remove(hook)
 
 
+class _Held(threading.local):
+    """The connection each thread keeps between its units of work (``sticky``).
+
+    Kept only while the thread is busy: one idle for longer than ``IDLE_SECONDS``
+    goes back to the pool and the next unit checks one out again, so the pool's
+    checkout handling (the PostgreSQL store's pre-ping after an idle second, the
+    pool's recycling) applies as before whenever it could matter.  A connection
+    that failed (invalidated) is never kept; one of a disposed engine is closed.
+    """
+
+    IDLE_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.held: weakref.WeakKeyDictionary[Engine, tuple[Any, float, int]] = \
+            weakref.WeakKeyDictionary()
+
+    def take(self, engine: Engine) -> Any:
+        entry = self.held.pop(engine, None)
+        if entry is None:
+            return None
+        fairy, since, generation = entry
+        if (time.monotonic() - since > self.IDLE_SECONDS or not fairy.is_valid
+                or generation != _generation(engine)):
+            fairy.close()
+            return None
+        return fairy
+
+    def keep(self, engine: Engine, fairy: Any) -> None:
+        previous = self.held.get(engine)
+        self.held[engine] = (fairy, time.monotonic(), _generation(engine))
+        if previous is not None:  # two units of one thread at once (a group commit
+            previous[0].close()   # inside a request's commit): one is kept
+
+    def release(self, engine: Engine) -> None:
+        entry = self.held.pop(engine, None)
+        if entry is not None:
+            entry[0].close()
+
+
+_HELD = _Held()
+# engine -> how many times it was disposed: connections kept from before are closed.
+_DISPOSALS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
+
+
+def _generation(engine: Engine) -> int:
+    found = _DISPOSALS.get(engine)
+    if found is None:
+        with _WATCH_LOCK:
+            found = _DISPOSALS.get(engine)
+            if found is None:
+                found = _DISPOSALS[engine] = 0
+                event.listen(engine, "engine_disposed", _disposed)
+    return found
+
+
+def _disposed(engine: Engine) -> None:
+    with _WATCH_LOCK:
+        _DISPOSALS[engine] = _DISPOSALS.get(engine, 0) + 1
+    _HELD.release(engine)  # this thread's; other threads close theirs at next use
+
+
+_WATCH_LOCK = threading.Lock()
+
+
 class RawUnit:
     """One unit of work on one pooled DB-API connection, checked out at first use.
 
@@ -221,11 +287,11 @@ class RawUnit:
     per-request memos there (the client lookups).
     """
 
-    __slots__ = ("engine", "dialect", "info", "wrote", "group_inserts", "_deferred",
+    __slots__ = ("engine", "dialect", "info", "wrote", "group_inserts", "sticky", "_deferred",
                  "_fairy", "_dbapi", "_began", "_autocommit", "_hooks")
 
     def __init__(self, engine: Engine, info: dict[str, Any] | None = None, *,
-                 group_inserts: bool = False) -> None:
+                 group_inserts: bool = False, sticky: bool = False) -> None:
         self.engine = engine
         self.dialect = engine.dialect
         self.info: dict[str, Any] = info if info is not None else {}
@@ -235,6 +301,10 @@ class RawUnit:
         # with other requests' rows; otherwise they run in this unit's transaction,
         # before anything else it executes (statement order is kept).
         self.group_inserts = group_inserts
+        # With sticky, the thread keeps the connection between units of work while it
+        # is busy (see _Held): a busy server's worker does not go through the pool's
+        # lock twice a request.
+        self.sticky = sticky
         self._deferred: list[Rows] = []
         self._fairy: PoolProxiedConnection | None = None
         self._dbapi: Any = None
@@ -244,7 +314,8 @@ class RawUnit:
 
     def _connection(self) -> Any:
         if self._dbapi is None:
-            self._fairy = self.engine.raw_connection()
+            fairy = _HELD.take(self.engine) if self.sticky else None
+            self._fairy = fairy if fairy is not None else self.engine.raw_connection()
             self._dbapi = self._fairy.dbapi_connection
             self._autocommit = bool(getattr(self._dbapi, "autocommit", False))
         return self._dbapi
@@ -378,10 +449,21 @@ class RawUnit:
     def close(self) -> None:
         """Give the connection back (uncommitted work is rolled back by the pool)."""
         self._deferred = []
-        fairy, self._fairy, self._dbapi = self._fairy, None, None
+        fairy, self._fairy, dbapi, self._dbapi = self._fairy, None, self._dbapi, None
+        dirty = self.wrote or self._began
         self._began = self.wrote = False
-        if fairy is not None:
-            fairy.close()
+        if fairy is None:
+            return
+        if self.sticky and fairy.is_valid:
+            try:
+                if dirty:
+                    dbapi.rollback()
+            except Exception:
+                fairy.invalidate()
+            else:
+                _HELD.keep(self.engine, fairy)
+                return
+        fairy.close()
 
     def __enter__(self) -> RawUnit:
         return self
@@ -497,7 +579,7 @@ class GroupWriter:
         for queued in batch:
             for statement, rows in queued.inserts:
                 merged.setdefault(id(statement), (statement, []))[1].extend(rows)
-        unit = RawUnit(self.engine)
+        unit = RawUnit(self.engine, sticky=True)
         try:
             with unit.pipeline():
                 for statement, rows in merged.values():

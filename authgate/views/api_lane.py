@@ -227,7 +227,8 @@ class ApiLane:
         # Token rows of a unit that writes nothing else (client credentials) are
         # committed with other requests' rows (authgate.rawsql.GroupWriter).
         unit = RawUnit(self._engine, {CLIENT_CACHE_KEY: self._client_cache}
-                       if self._client_cache is not None else {}, group_inserts=True)
+                       if self._client_cache is not None else {}, group_inserts=True,
+                       sticky=True)
         transaction = LaneTransaction()
         request = LaneRequest(environ, self.registry, MultiDict(pairs), unit, transaction, ip)
         metrics = self._metrics
@@ -278,11 +279,17 @@ class ApiLane:
              transaction: LaneTransaction) -> Response:
         """The view in one unit of work: committed when it returns, then the audit
         events delivered (pyramid_tm's order); rolled back on an exception."""
+        audit = request.authgate.audit
+        events: list = []
         try:
             try:
                 response = view(request)
+                # The audit rows join the request's transaction (one commit for both).
+                events = list(request.environ.get(PENDING_AUDIT) or ())
+                audit.enlist(unit, events)
                 unit.commit()
             except BaseException:
+                audit.forget(events)
                 unit.rollback()
                 raise
             finally:

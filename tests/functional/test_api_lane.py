@@ -330,3 +330,36 @@ def test_unknown_clients_and_codes_get_the_same_errors_as_before(lane_app):
     with app.db() as db:
         assert db.scalars(select(OAuthClient).where(
             OAuthClient.client_id == "nope")).first() is None
+
+
+def test_audit_rows_commit_with_the_tokens_and_a_failed_commit_stores_neither(
+        lane_app, monkeypatch):
+    """On the lane the audit row is written in the request's own transaction (one
+    group commit for the token and its event); when that commit fails, the full
+    stack answers and exactly one token and one event are stored."""
+    app = lane_app()
+    client_id, secret = machine_client(app)
+    cc(app, client_id, secret)
+    app.full_stack.calls.clear()
+    from authgate import rawsql
+    from authgate.models import Token
+
+    batches: list[list[str]] = []
+    original = rawsql.GroupWriter.write
+
+    def observed(self, inserts):
+        batches.append([statement.table.name for statement, _ in inserts])
+        if len(batches) == 2:
+            raise app.runtime.engine.dialect.loaded_dbapi.OperationalError("disk I/O error")
+        return original(self, inserts)
+
+    monkeypatch.setattr(rawsql.GroupWriter, "write", observed)
+    cc(app, client_id, secret)
+    assert batches == [["tokens", "audit_logs"]]  # one write for both
+    assert app.full_stack.calls == []
+    cc(app, client_id, secret)  # its commit fails: handed over, stored once
+    assert app.full_stack.calls == ["/oauth/token"]
+    with app.db() as db:
+        assert len(db.scalars(select(Token)).all()) == 3
+        assert len(db.scalars(select(AuditLog).where(
+            AuditLog.event_type == "CLIENT_CREDENTIALS_TOKEN_ISSUED")).all()) == 3

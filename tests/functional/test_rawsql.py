@@ -136,3 +136,26 @@ def test_reads_open_no_transaction_and_hooks_see_every_statement(engine):
     finally:
         remove()
     assert [sql.split()[0] for sql in seen] == ["SELECT", "INSERT"]
+
+
+def test_a_busy_thread_keeps_its_connection_and_an_idle_one_gives_it_back(
+        app, engine, monkeypatch):
+    def connection_of(**kwargs):
+        unit = RawUnit(engine, sticky=True)
+        unit.execute(SELECT_AUDIT, {"id": "x"})
+        dbapi = unit._dbapi
+        if kwargs.get("write"):
+            unit.execute(INSERT_AUDIT, [audit_row("uncommitted", dt.datetime(2026, 1, 1))])
+        unit.close()
+        return dbapi
+
+    first = connection_of()
+    assert connection_of(write=True) is first  # kept across units of work
+    with app.db() as db:  # what the second unit left uncommitted was rolled back
+        assert db.get(AuditLog, "uncommitted") is None
+    checked_out = engine.pool.checkedout()
+    monkeypatch.setattr(rawsql._Held, "IDLE_SECONDS", 0.0)
+    connection_of()  # idle for "too long": back to the pool first, then checked out
+    assert engine.pool.checkedout() == checked_out
+    engine.dispose()  # a disposed engine's kept connection is closed
+    assert rawsql._HELD.held.get(engine) is None
