@@ -38,12 +38,15 @@ class Runtime:
 
     def start_jobs(self) -> None:
         """What a serving process (not a test) runs beside its requests: scheduled
-        cleanup and audit retention, the PostgreSQL client-change feed, and glibc's
-        mmap threshold pinned so the resident size does not creep up."""
+        cleanup and audit retention, the PostgreSQL client-change feed, glibc's
+        mmap threshold pinned so the resident size does not creep up, and log
+        records without the fields no configured format shows."""
         from authgate.jobs import Scheduler
+        from authgate.logsetup import skip_unused_record_fields
         from authgate.memory import pin_mmap_threshold
 
         pin_mmap_threshold()
+        skip_unused_record_fields()
 
         if self.jobs is None:
             self.jobs = Scheduler(self)
