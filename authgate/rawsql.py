@@ -256,24 +256,34 @@ _HELD = _Held()
 _DISPOSALS: weakref.WeakKeyDictionary[Engine, int] = weakref.WeakKeyDictionary()
 
 
-def _generation(engine: Engine) -> int:
-    found = _DISPOSALS.get(engine)
+_PER_ENGINE_LOCK = threading.Lock()
+
+
+def _per_engine(table: weakref.WeakKeyDictionary, engine: Engine,
+                make: Callable[[Engine], Any]) -> Any:
+    """``table[engine]``, made by ``make(engine)`` the first time (once, under a lock)."""
+    found = table.get(engine)
     if found is None:
-        with _WATCH_LOCK:
-            found = _DISPOSALS.get(engine)
+        with _PER_ENGINE_LOCK:
+            found = table.get(engine)
             if found is None:
-                found = _DISPOSALS[engine] = 0
-                event.listen(engine, "engine_disposed", _disposed)
+                found = table[engine] = make(engine)
     return found
 
 
+def _watch_disposal(engine: Engine) -> int:
+    event.listen(engine, "engine_disposed", _disposed)
+    return 0
+
+
+def _generation(engine: Engine) -> int:
+    return _per_engine(_DISPOSALS, engine, _watch_disposal)
+
+
 def _disposed(engine: Engine) -> None:
-    with _WATCH_LOCK:
+    with _PER_ENGINE_LOCK:
         _DISPOSALS[engine] = _DISPOSALS.get(engine, 0) + 1
     _HELD.release(engine)  # this thread's; other threads close theirs at next use
-
-
-_WATCH_LOCK = threading.Lock()
 
 
 class RawUnit:
@@ -593,15 +603,8 @@ class GroupWriter:
 
 
 _WRITERS: weakref.WeakKeyDictionary[Engine, GroupWriter] = weakref.WeakKeyDictionary()
-_WRITERS_LOCK = threading.Lock()
 
 
 def group_writer(engine: Engine) -> GroupWriter:
     """The engine's one :class:`GroupWriter` (shared by every caller in the process)."""
-    writer = _WRITERS.get(engine)
-    if writer is None:
-        with _WRITERS_LOCK:
-            writer = _WRITERS.get(engine)
-            if writer is None:
-                writer = _WRITERS[engine] = GroupWriter(engine)
-    return writer
+    return _per_engine(_WRITERS, engine, GroupWriter)
