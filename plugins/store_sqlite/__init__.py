@@ -41,6 +41,11 @@ class SQLiteStore:
                           # sleeping busy handler (see serialized_writes).
                           "factory": connection_factory(self.busy_timeout_ms / 1000)},
             pool_size=20, max_overflow=10, pool_pre_ping=False,
+            # The most recently used connection first: each SQLite connection keeps
+            # its own page cache (up to 2 MB), and handing them out in turn (FIFO)
+            # warmed every one of them under a mixed load (resident size); the
+            # busiest few stay warm instead.
+            pool_use_lifo=True,
         )
         busy = int(self.busy_timeout_ms)
 
