@@ -106,7 +106,8 @@ class _Compiled:
                 (index, processor) for index, column in enumerate(columns)
                 if (processor := column.type._cached_result_processor(dialect, None))
                 is not None)
-            self.row = namedtuple("Row", [column.key for column in columns])  # type: ignore[misc]
+            self.row = namedtuple("Row", [column.key for column in columns],  # type: ignore[misc]
+                                  rename=True)
 
     def parameters(self, params: Mapping[str, Any]) -> Sequence[Any] | Mapping[str, Any]:
         if self.fixed:

@@ -7,7 +7,8 @@ tweens, pyramid_tm and the transaction package, an ORM session and
 SQLAlchemy's statement execution -- several times the work of the answer
 itself.  This WSGI middleware runs **the same view functions** for them
 (``views.oauth.token`` for the device-code and client-credentials grants,
-``views.token_api.introspect``) with
+``views.token_api.introspect``; and ``GET /health``, which load balancers ask every
+few seconds, through ``views.health.check``) with
 
 * a :class:`LaneRequest`: the part of a Pyramid request those views read,
   built straight from the WSGI environ;
@@ -43,6 +44,7 @@ statement that could need a session before it.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -61,6 +63,7 @@ from authgate.net import client_ip
 from authgate.rawsql import NeedsSession, RawUnit
 from authgate.security import MAX_BODY_BYTES, access_log, log_access, security_headers
 from authgate.services import clientcreds, devices
+from authgate.views import health
 from authgate.views._common import oauth_json
 
 log = logging.getLogger(__name__)
@@ -174,7 +177,7 @@ class ApiLane:
         self.registry = registry
         runtime = registry.authgate
         settings = runtime.settings
-        self._engine = runtime.engine
+        self._runtime = runtime  # its engine is read per request, like request.authgate
         self._client_cache = runtime.client_cache
         self._dbapi_error = runtime.engine.dialect.loaded_dbapi.Error
         self._trusted = tuple(settings.trusted_proxies)
@@ -193,6 +196,9 @@ class ApiLane:
         return getattr(self.app, name)  # the router's attributes (tests, pserve)
 
     def __call__(self, environ, start_response):
+        if (environ.get("PATH_INFO") == "/health" and not environ.get("SCRIPT_NAME")
+                and environ.get("REQUEST_METHOD") in ("GET", "HEAD")):
+            return self._health(environ, start_response)
         route = self._views.get(environ.get("PATH_INFO", ""))
         if (route is None or environ.get("REQUEST_METHOD") != "POST"
                 or environ.get("SCRIPT_NAME") or "app.dbsession" in environ
@@ -226,7 +232,7 @@ class ApiLane:
                        self._trusted)
         # Token rows of a unit that writes nothing else (client credentials) are
         # committed with other requests' rows (authgate.rawsql.GroupWriter).
-        unit = RawUnit(self._engine, {CLIENT_CACHE_KEY: self._client_cache}
+        unit = RawUnit(self._runtime.engine, {CLIENT_CACHE_KEY: self._client_cache}
                        if self._client_cache is not None else {}, group_inserts=True,
                        sticky=True)
         transaction = LaneTransaction()
@@ -257,6 +263,28 @@ class ApiLane:
             log_access(ip, "POST", request.path, status, started,
                        environ.get("HTTP_USER_AGENT", ""))
         return response
+
+    def _health(self, environ, start_response):
+        """``GET /health`` as the view and Pyramid's JSON renderer answer it, with the
+        security tween's headers, the metrics and the access line: load balancers
+        ask it every few seconds, and it needs nothing of the full stack."""
+        started = time.perf_counter()
+        method = environ["REQUEST_METHOD"]
+        status, document = health.check(self._runtime.engine)
+        body = json.dumps(document).encode()  # the renderer's json.dumps, its separators
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                   *self._security]
+        start_response(f"{status} {'OK' if status == 200 else 'Service Unavailable'}",
+                       headers)
+        if self._metrics is not None:
+            self._metrics.observe_request(method, "/health", status,
+                                          time.perf_counter() - started)
+        if access_log.isEnabledFor(logging.INFO):
+            ip = client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
+                           self._trusted)
+            log_access(ip, method, "/health", status, started,
+                       environ.get("HTTP_USER_AGENT", ""))
+        return [body] if method == "GET" else []
 
     def _rate_limit(self, request: LaneRequest):
         """The limiter's decision (None when rate limiting is off); a refused

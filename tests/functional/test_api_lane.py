@@ -363,3 +363,19 @@ def test_audit_rows_commit_with_the_tokens_and_a_failed_commit_stores_neither(
         assert len(db.scalars(select(Token)).all()) == 3
         assert len(db.scalars(select(AuditLog).where(
             AuditLog.event_type == "CLIENT_CREDENTIALS_TOKEN_ISSUED")).all()) == 3
+
+
+def test_health_is_answered_on_the_lane_as_the_view_would(lane_app):
+    app = lane_app()
+    answered = app.testapp.get("/health", status=200)
+    head = app.testapp.head("/health", status=200)
+    assert app.full_stack.calls == []
+    # The same response through the full stack (the view and Pyramid's JSON renderer).
+    from webtest import TestApp
+
+    full = TestApp(lane_of(app).app.inner, extra_environ={"REMOTE_ADDR": "127.0.0.1"})
+    reference = full.get("/health", status=200)
+    assert answered.body == reference.body == b'{"status": "healthy", "database": "connected"}'
+    assert answered.headerlist == reference.headerlist
+    assert head.body == b"" and head.headers["Content-Length"] == reference.headers[
+        "Content-Length"]
