@@ -454,7 +454,12 @@ def cmd_server(args: argparse.Namespace) -> int:
         from waitress.server import create_server
 
         try:
-            server = create_server(app, **options)
+            if settings.server_inline_api:
+                from authgate.inline_serving import create_server as create_inline_server
+
+                server = create_inline_server(app, **options)
+            else:
+                server = create_server(app, **options)
         except OSError as exc:
             raise CommandError(f"cannot listen on {options['listen']}: "
                                f"{exc.strerror or exc}") from None

@@ -2,7 +2,9 @@
 
 Same waitress options as ``[server:main]`` of the given ini file (threads,
 connection_limit, asyncore_use_poll, ...), same listen override; no database,
-no session, no tweens beyond Pyramid's own.
+no session, no tweens beyond Pyramid's own.  ``--inline`` serves ``/hello`` the
+way ``authgate server`` serves the API's hot requests (on waitress's I/O thread,
+authgate.inline_serving): a second reference, not the baseline.
 
     python -m bench.hello_app --listen 127.0.0.1:9000 --config production.ini
 """
@@ -36,19 +38,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--listen", required=True)
     parser.add_argument("--config", default=None)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--inline", action="store_true")
     args = parser.parse_args(argv)
     options = dict(read_server_section(args.config)) if args.config else {}
     options["listen"] = args.listen
     if args.threads:
         options["threads"] = args.threads
     options["threads"] = int(options.get("threads", 8))
-    server = create_server(make_app(), **options)
+    if args.inline:
+        from authgate.inline_serving import create_server as create_inline_server
+
+        server = create_inline_server(make_app(), post_paths=frozenset(),
+                                      get_paths=frozenset({"/hello"}), **options)
+    else:
+        server = create_server(make_app(), **options)
 
     def stop(signum, frame):
         raise SystemExit(0)
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"hello app listening on {args.listen} ({options['threads']} threads)", flush=True)
+    print(f"hello app listening on {args.listen} ({options['threads']} threads"
+          f"{', /hello on the I/O thread' if args.inline else ''})", flush=True)
     try:
         server.run()
     finally:

@@ -138,6 +138,7 @@ class Bench:
         self.workdir = workdir
         self.rows: list[dict] = []
         self.hello: list[dict] = []
+        self.hello_inline: list[dict] = []
         self.notes: list[str] = []
         self.keys: dict[str, Path] = {}
         self.stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -210,17 +211,21 @@ class Bench:
 
     # -- hello ---------------------------------------------------------------
 
-    def run_hello(self, reps: int, phase: str) -> None:
-        process = hello_process(self.workdir, self.o.server_threads)
+    def run_hello(self, reps: int, phase: str, *, inline: bool = False) -> None:
+        """The baseline; with ``inline``, the reference row: the same app with /hello
+        answered on waitress's I/O thread, as `authgate server` answers the API's hot
+        requests (SERVER_INLINE_API), to show what that alone is worth."""
+        process = hello_process(self.workdir, self.o.server_threads, inline=inline)
         process.cpus = self.server_cpus
         process.start()
+        name = "hello-inline" if inline else "hello"
         try:
             for rep in range(1, reps + 1):
-                scenario = Scenario("hello", "hello (bare Pyramid)", path="/hello")
-                result = self.measure(process, scenario, label=f"hello-{phase}-{rep}")
+                scenario = Scenario(name, "hello (bare Pyramid)", path="/hello")
+                result = self.measure(process, scenario, label=f"{name}-{phase}-{rep}")
                 row = self.row("-", "-", scenario, rep, result, rows=None)
                 row["phase"] = phase
-                self.hello.append(row)
+                (self.hello_inline if inline else self.hello).append(row)
                 self.print_progress(row)
         finally:
             process.stop()
@@ -462,12 +467,15 @@ class Bench:
     def finish(self) -> dict:
         hello = self.baseline()
         scenario_rows = [r for r in self.rows if r["kind"] == "scenario"]
-        for row in scenario_rows + self.hello:
+        for row in scenario_rows + self.hello + self.hello_inline:
             if row.get("state") == "ok" and hello:
                 row["ratio"] = round(row["rps"] / hello, 3)
                 if row.get("target") is not None:
                     row["meets_target"] = row["ratio"] >= row["target"]
-        return {"hello_rps": hello, "checks": self.checks(scenario_rows, hello)}
+        inline = [h["rps"] for h in self.hello_inline]
+        return {"hello_rps": hello,
+                "hello_inline_rps": statistics.median(inline) if inline else None,
+                "checks": self.checks(scenario_rows, hello)}
 
     def checks(self, rows: list[dict], hello: float) -> list[dict]:
         ok = [r for r in rows if r.get("state") == "ok"]
@@ -557,6 +565,10 @@ def print_table(hello_rows: list[dict], rows: list[dict], summary: dict) -> str:
             + "; ".join(notes))
     out.append("")
     out.append(f"hello baseline (median): {summary['hello_rps']:.1f} req/s")
+    if summary.get("hello_inline_rps"):
+        out.append(f"hello-inline (reference, not the baseline): /hello answered on waitress's "
+                   f"I/O thread as `authgate server` answers the API's hot requests "
+                   f"(SERVER_INLINE_API): {summary['hello_inline_rps']:.1f} req/s")
     out.append("cpu% = server process CPU over the run (100 = one core); ms/req = server CPU "
                "per request; cs/req = the server's thread context switches per request; "
                "load = 1-min load average (2 cores: above ~2.5 means other "
@@ -661,6 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if want("hello") or any(want(n) for n in SCENARIOS):
             bench.run_hello(o.repeat, "start")
+            bench.run_hello(o.repeat, "start", inline=True)
         for kind in o.databases:
             if kind == "postgres":
                 ok, why = pg_available()
@@ -696,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
         if not o.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     summary = bench.finish()
-    table = print_table(bench.hello, bench.rows, summary)
+    table = print_table(bench.hello + bench.hello_inline, bench.rows, summary)
     print()
     print(table)
     for note in bench.notes:
@@ -711,12 +724,13 @@ def main(argv: list[str] | None = None) -> int:
         "options": {k: (str(v) if isinstance(v, Path) else sorted(v) if isinstance(v, set)
                         else v) for k, v in vars(o).items()},
         "load": f"wrk -t1 -c{o.connections} -d{o.duration}s --latency (warm-up {o.warmup}s)",
-        "server": "authgate server -c production.ini (waitress), ENABLE_RATE_LIMIT=false, "
-                  "audit sinks database+log",
+        "server": "authgate server -c production.ini (waitress; SERVER_INLINE_API on by "
+                  "default), ENABLE_RATE_LIMIT=false, audit sinks database+log",
     }
-    for row in bench.hello + bench.rows:
+    for row in bench.hello + bench.hello_inline + bench.rows:
         row.pop("wrk_output", None)
     output.write_text(json.dumps({"meta": meta, **summary, "hello": bench.hello,
+                                  "hello_inline": bench.hello_inline,
                                   "results": bench.rows, "notes": bench.notes,
                                   "table": table}, indent=2, default=str) + "\n")
     print(f"\nresults: {output.relative_to(REPO) if output.is_relative_to(REPO) else output}")

@@ -175,14 +175,18 @@ class Process:
             return self.proc.wait(10)
 
 
-def hello_process(workdir: Path, threads: int | None = None) -> Process:
+def hello_process(workdir: Path, threads: int | None = None, *,
+                  inline: bool = False) -> Process:
     port = free_port()
     argv = [sys.executable, "-m", "bench.hello_app", "--listen", f"127.0.0.1:{port}",
             "--config", str(PRODUCTION_INI)]
     if threads:
         argv += ["--threads", str(threads)]
+    if inline:
+        argv.append("--inline")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return Process("hello", argv, env, workdir, port, ready_path="/hello")
+    return Process("hello-inline" if inline else "hello", argv, env, workdir, port,
+                   ready_path="/hello")
 
 
 def authgate_env(*, workdir: Path, port: int, database: str, dsn: str, alg: str,

@@ -1,0 +1,183 @@
+"""SERVER_INLINE_API: the API's hot requests answered on waitress's I/O thread, in a
+real `authgate server` process run with production.ini (whose log lines name the
+thread: ``[MainThread]`` is the I/O thread, ``[waitress-N]`` a worker)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from e2e_support import AUTHGATE, LiveServer, free_port, start_server
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+
+
+@pytest.fixture
+def production_server(tmp_path, store_environ):
+    servers: list[LiveServer] = []
+
+    def start(**env: str) -> LiveServer:
+        cwd = tmp_path / f"srv{len(servers)}"
+        cwd.mkdir()
+        shutil.copy(ROOT / "production.ini", cwd / "production.ini")
+        port = free_port()
+        server = start_server(cwd, {
+            "SESSION_SECRET": "s" * 40, "JWT_SECRET": "j" * 40,
+            "SERVER_ADDR": f"127.0.0.1:{port}", "BASE_URL": f"http://127.0.0.1:{port}",
+            "DEFAULT_ADMIN_PASSWORD": "inline-admin-password-0123",
+            "ENABLE_RATE_LIMIT": "false", **store_environ(), **env},
+            ini=cwd / "production.ini", defaults=False, log_name="server.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def access_threads(server: LiveServer, method: str, path: str) -> list[str]:
+    """The thread names of the access-log lines of ``method path``, in order."""
+    time.sleep(0.2)  # the log line is written after the response
+    pattern = re.compile(r"\[authgate\.access\]\[([\w-]+)\] \S+ \"" + re.escape(method)
+                         + " " + re.escape(path) + '"')
+    return [m.group(1) for m in pattern.finditer(server.log())]
+
+
+def create_client(server: LiveServer) -> tuple[str, str]:
+    result = subprocess.run(
+        [AUTHGATE, "create-client", "-c", str(server.cwd / "production.ini"), "inline-cc",
+         "--confidential", "--client-credentials", "--no-device"],
+        cwd=server.cwd, env=server.env, capture_output=True, text=True, timeout=60,
+        check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    client_id = re.search(r"^Client ID:\s+(\S+)$", result.stdout, re.M).group(1)
+    secret = re.search(r"^Client Secret:\s+(\S+)$", result.stdout, re.M).group(1)
+    return client_id, secret
+
+
+def test_api_requests_are_answered_on_the_io_thread_and_pages_by_workers(
+        production_server):
+    server = production_server()
+    client = create_client(server)
+    health = requests.get(server.url + "/health", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "healthy"
+    jwks = requests.get(server.url + "/.well-known/jwks.json", timeout=10)
+    assert jwks.status_code == 200 and "keys" in jwks.json()
+    issued = requests.post(server.url + "/oauth/token", auth=client, timeout=10,
+                           data={"grant_type": "client_credentials"})
+    assert issued.status_code == 200, issued.text
+    token = issued.json()["access_token"]
+    answer = requests.post(server.url + "/oauth/introspect", auth=client, timeout=10,
+                           data={"token": token})
+    assert answer.status_code == 200 and answer.json()["active"] is True
+    unknown = requests.post(server.url + "/oauth/token", timeout=10, data={
+        "grant_type": DEVICE_GRANT, "device_code": "nope", "client_id": client[0]})
+    # A confidential client that sent no secret.
+    assert unknown.status_code == 401 and unknown.json()["error"] == "invalid_client"
+    login = requests.get(server.url + "/login", timeout=10)
+    assert login.status_code == 200 and 'name="csrf_token"' in login.text
+
+    assert set(access_threads(server, "GET", "/.well-known/jwks.json")) == {"MainThread"}
+    assert set(access_threads(server, "POST", "/oauth/token")) == {"MainThread"}
+    assert set(access_threads(server, "POST", "/oauth/introspect")) == {"MainThread"}
+    # start_server's health checks and the one above
+    assert set(access_threads(server, "GET", "/health")) == {"MainThread"}
+    pages = access_threads(server, "GET", "/login")
+    assert pages and all(name.startswith("waitress-") for name in pages), pages
+
+
+def test_pipelined_requests_are_answered_in_order_inline_and_by_workers(production_server):
+    """One packet, four requests: two taken inline, a page in between for a worker;
+    the answers come back in the order asked, on the one connection."""
+    server = production_server()
+    port = int(server.url.rsplit(":", 1)[1])
+    requests_text = (
+        "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        "GET /login HTTP/1.1\r\nHost: x\r\n\r\n"
+        "POST /oauth/token HTTP/1.1\r\nHost: x\r\n"
+        "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 22\r\n\r\n"
+        "grant_type=nonexistent"
+        "GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(requests_text.encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", received)
+    assert statuses == [b"200", b"200", b"400", b"200"], received[:2000]
+    parts = received.split(b"HTTP/1.1 ")[1:]
+    assert b'"status": "healthy"' in parts[0]
+    assert b'name="csrf_token"' in parts[1]
+    assert b"unsupported_grant_type" in parts[2]
+    assert b'"keys"' in parts[3]
+
+
+def test_switched_off_every_request_goes_to_the_workers(production_server):
+    server = production_server(SERVER_INLINE_API="false")
+    assert requests.get(server.url + "/health", timeout=10).status_code == 200
+    threads = access_threads(server, "GET", "/health")
+    assert threads and all(name.startswith("waitress-") for name in threads), threads
+
+
+def hold_write_lock(server: LiveServer, seconds: float) -> threading.Thread:
+    """Another process's writer: the database's write lock taken for ``seconds``."""
+    ready = threading.Event()
+
+    def hold() -> None:
+        if server.env.get("DATABASE_DRIVER") == "postgres":
+            import psycopg
+
+            with psycopg.connect(server.env["DATABASE_DSN"]) as conn:
+                conn.execute("LOCK TABLE tokens IN EXCLUSIVE MODE")
+                ready.set()
+                time.sleep(seconds)
+        else:
+            conn = sqlite3.connect(server.cwd / "oauth.db", isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                ready.set()
+                time.sleep(seconds)
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert ready.wait(10)
+    return thread
+
+
+def test_a_request_held_up_by_the_database_sends_requests_to_the_workers(
+        production_server):
+    server = production_server()
+    client = create_client(server)
+    holder = hold_write_lock(server, 0.5)
+    started = time.monotonic()
+    issued = requests.post(server.url + "/oauth/token", auth=client, timeout=30,
+                           data={"grant_type": "client_credentials"})
+    waited = time.monotonic() - started
+    holder.join()
+    # The request waited for the lock, then succeeded; nothing was lost.
+    assert issued.status_code == 200, issued.text
+    assert waited >= 0.3
+    time.sleep(0.2)
+    assert re.search(r"A request to /oauth/token took \d+ ms on the I/O thread .* requests "
+                     r"go to the worker threads for 5 s", server.log()), server.log()[-3000:]
+    # For the next five seconds the API is served by the workers ...
+    assert requests.get(server.url + "/health", timeout=10).status_code == 200
+    assert access_threads(server, "GET", "/health")[-1].startswith("waitress-")
+    # ... then on the I/O thread again.
+    time.sleep(5.2)
+    assert requests.get(server.url + "/health", timeout=10).status_code == 200
+    assert access_threads(server, "GET", "/health")[-1] == "MainThread"
