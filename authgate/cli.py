@@ -457,7 +457,11 @@ def cmd_server(args: argparse.Namespace) -> int:
             if settings.server_inline_api:
                 from authgate.inline_serving import create_server as create_inline_server
 
-                server = create_inline_server(app, **options)
+                # On PostgreSQL the round trips of authenticated (writing) API
+                # requests overlap better on the worker threads (inline_serving).
+                server = create_inline_server(
+                    app, authenticated_posts=runtime.engine.dialect.name == "sqlite",
+                    **options)
             else:
                 server = create_server(app, **options)
         except OSError as exc:

@@ -114,3 +114,19 @@ def test_a_slow_request_pauses_inline_answers(dispatcher, caplog):
 def test_the_published_documents_are_among_the_paths():
     assert {"/health", "/.well-known/jwks.json",
             "/.well-known/openid-configuration"} <= set(API_GET_PATHS)
+
+
+def test_on_a_networked_database_authenticated_posts_go_to_the_workers():
+    dispatcher = InlineDispatcher(authenticated_posts=False)
+    on_io_thread()
+    try:
+        basic = parsed(b"POST /oauth/introspect HTTP/1.1\r\nHost: x\r\nAuthorization: Basic "
+                       b"eDp5\r\nContent-Length: 7\r\n\r\ntoken=t")
+        poll = post("/oauth/token", b"grant_type=x&device_code=d&client_id=c")
+        queued, taken = channel(basic), channel(poll)
+        dispatcher.add_task(queued)
+        dispatcher.add_task(taken)
+        assert list(dispatcher.queue) == [queued] and taken.inline_due
+        assert answered_inline(basic)  # on SQLite (the default) it is taken
+    finally:
+        on_io_thread(False)
