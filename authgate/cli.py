@@ -455,13 +455,12 @@ def cmd_server(args: argparse.Namespace) -> int:
 
         try:
             if settings.server_inline_api:
+                from authgate.inline_serving import authenticated_to_workers
                 from authgate.inline_serving import create_server as create_inline_server
 
-                # On PostgreSQL the round trips of authenticated (writing) API
-                # requests overlap better on the worker threads (inline_serving).
-                server = create_inline_server(
-                    app, authenticated_posts=runtime.engine.dialect.name == "sqlite",
-                    **options)
+                server = create_inline_server(app, authenticated_to_workers=(
+                    authenticated_to_workers(runtime.engine.dialect.name,
+                                             runtime.signer.alg)), **options)
             else:
                 server = create_server(app, **options)
         except OSError as exc:

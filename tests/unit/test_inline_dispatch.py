@@ -14,6 +14,7 @@ from authgate.inline_serving import (
     InlineChannel,
     InlineDispatcher,
     answered_inline,
+    authenticated_to_workers,
 )
 from authgate.views.wellknown import PUBLISHED
 
@@ -117,7 +118,8 @@ def test_the_published_documents_are_among_the_paths():
 
 
 def test_on_a_networked_database_authenticated_posts_go_to_the_workers():
-    dispatcher = InlineDispatcher(authenticated_posts=False)
+    dispatcher = InlineDispatcher(
+        authenticated_to_workers=authenticated_to_workers("postgresql", "HS256"))
     on_io_thread()
     try:
         basic = parsed(b"POST /oauth/introspect HTTP/1.1\r\nHost: x\r\nAuthorization: Basic "
@@ -130,3 +132,11 @@ def test_on_a_networked_database_authenticated_posts_go_to_the_workers():
         assert answered_inline(basic)  # on SQLite (the default) it is taken
     finally:
         on_io_thread(False)
+
+
+def test_which_authenticated_posts_go_to_the_workers():
+    assert authenticated_to_workers("sqlite", "HS256") == frozenset()
+    assert authenticated_to_workers("sqlite", "ES256") == frozenset()
+    assert authenticated_to_workers("sqlite", "RS256") == {"/oauth/token"}
+    assert authenticated_to_workers("postgresql", "ES256") == {"/oauth/token",
+                                                               "/oauth/introspect"}
