@@ -455,12 +455,13 @@ def cmd_server(args: argparse.Namespace) -> int:
 
         try:
             if settings.server_inline_api:
-                from authgate.inline_serving import authenticated_to_workers
                 from authgate.inline_serving import create_server as create_inline_server
+                from authgate.inline_serving import policy
 
-                server = create_inline_server(app, authenticated_to_workers=(
-                    authenticated_to_workers(runtime.engine.dialect.name,
-                                             runtime.signer.alg)), **options)
+                post_paths, to_workers = policy(runtime.engine.dialect.name,
+                                                runtime.signer.alg)
+                server = create_inline_server(app, post_paths=post_paths,
+                                              authenticated_to_workers=to_workers, **options)
             else:
                 server = create_server(app, **options)
         except OSError as exc:

@@ -9,7 +9,8 @@ in the kernel switching tasks (``perf``; docs/performance.md, session 8).
 
 The requests the API lane answers (authgate.views.api_lane: ``/oauth/token``,
 ``/oauth/introspect``, ``/health``) and the precomputed JWKS and discovery
-documents need well under a millisecond of work each, so they are run where they
+documents need well under a millisecond of work each (device-code requests and
+refreshes, which the full stack answers, about two), so they are run where they
 were read: :class:`InlineChannel` services them inside the I/O thread's read
 handler and sends the answer at once.  No thread is woken, nobody else wants the
 GIL, and the worker threads stay free for the pages (logins hash passwords for a
@@ -17,7 +18,7 @@ third of a second).
 
 Some authenticated POSTs are still better answered on the worker threads (on
 PostgreSQL, whose round trips then overlap; RSA signing, which runs outside the
-GIL): :func:`authenticated_to_workers`.
+GIL): :func:`policy`.
 
 Guards, because a request on the I/O thread holds up every connection:
 
@@ -50,7 +51,7 @@ OUTBUF_LIMIT = 1 << 20  # bytes not yet sent on a connection (waitress's mark: 1
 SLOW_SECONDS = 0.05
 PAUSE_SECONDS = 5.0
 
-API_POST_PATHS = frozenset({"/oauth/token", "/oauth/introspect"})
+API_POST_PATHS = frozenset({"/oauth/token", "/oauth/introspect", "/oauth/device/code"})
 API_GET_PATHS = frozenset({"/health", *PUBLISHED})
 
 _reading = threading.local()  # set while the I/O thread is in a read handler
@@ -73,24 +74,28 @@ def answered_inline(request: Any, post_paths: frozenset[str] = API_POST_PATHS,
     return False
 
 
-def authenticated_to_workers(database: str, algorithm: str) -> frozenset[str]:
-    """The API paths whose POSTs with client authentication (an ``Authorization``
-    header) a worker thread answers better, measured with the load bench:
+def policy(database: str, algorithm: str) -> tuple[frozenset[str], frozenset[str]]:
+    """(the API paths POSTed to inline, those of them whose POSTs with client
+    authentication -- an ``Authorization`` header -- go to the workers), as the load
+    bench measured them:
 
-    * on a database reached over the network (PostgreSQL) both: those requests
-      write (the token, the audit row), and their round trips overlap with other
-      requests' on the workers, where on the I/O thread the process waits through
-      each (introspection 760 inline against 900 req/s);
-    * with RS256, token issuance: an RSA signature takes about a millisecond, which
-      OpenSSL computes without the GIL, so on the workers two signatures run at once
-      (client credentials 550 inline against 740 req/s on SQLite).
-
-    Device polls (a public client's: no header) stay inline everywhere."""
+    * on a database reached over the network (PostgreSQL), requests that write wait
+      through two or three round trips each on the I/O thread, where on the workers
+      they overlap with other requests' (introspection 760 inline against 900 req/s,
+      device-code requests 339 against 347 with a longer tail): client-authenticated
+      POSTs and device-code requests go to the workers; device polls (a public
+      client's, no header: one read) stay inline, 1,590 -> 2,500 req/s;
+    * with RS256, token issuance with client authentication goes to the workers: an
+      RSA signature takes about a millisecond, which OpenSSL computes without the
+      GIL, so two run at once there (client credentials 550 inline against 740 req/s
+      on SQLite).
+    """
     if database != "sqlite":
-        return API_POST_PATHS
+        return API_POST_PATHS - {"/oauth/device/code"}, frozenset({"/oauth/token",
+                                                                  "/oauth/introspect"})
     if algorithm == "RS256":
-        return frozenset({"/oauth/token"})
-    return frozenset()
+        return API_POST_PATHS, frozenset({"/oauth/token"})
+    return API_POST_PATHS, frozenset()
 
 
 class InlineDispatcher(ThreadedTaskDispatcher):

@@ -294,12 +294,14 @@ CORE_SETTINGS: list[Setting] = [
     Setting("server_threads", "SERVER_THREADS", "int", 8, minimum=1, section="Server",
             help="waitress worker threads for `authgate server`."),
     Setting("server_inline_api", "SERVER_INLINE_API", "bool", True, section="Server",
-            help="`authgate server` answers the API's hot requests (device polls, client "
-                 "credentials, introspection, /health, JWKS, discovery) on waitress's I/O "
-                 "thread instead of handing each to a worker thread: fewer thread "
-                 "hand-offs, more requests per second per process. A request that takes "
-                 "longer than 50 ms there sends every request to the worker threads for "
-                 "5 s."),
+            help="`authgate server` answers the API's hot requests (device-code "
+                 "requests and polls, token issuance and refresh, introspection, /health, "
+                 "JWKS, discovery) on waitress's I/O thread instead of handing each to a "
+                 "worker thread: fewer thread hand-offs, more requests per second per "
+                 "process (on PostgreSQL, and with RS256 keys, the requests that wait on "
+                 "round trips or signatures still go to the workers: docs/deployment.md). "
+                 "A request that takes longer than 50 ms there sends every request to the "
+                 "worker threads for 5 s."),
     # -- Database -----------------------------------------------------------------
     Setting("database_dsn", "DATABASE_DSN", "str", "", section="Database",
             help="SQLite: a file path (default DATABASE_PATH). PostgreSQL: libpq keywords "

@@ -14,7 +14,7 @@ from authgate.inline_serving import (
     InlineChannel,
     InlineDispatcher,
     answered_inline,
-    authenticated_to_workers,
+    policy,
 )
 from authgate.views.wellknown import PUBLISHED
 
@@ -37,7 +37,8 @@ def post(path: str, body: bytes = b"grant_type=client_credentials") -> HTTPReque
 
 
 @pytest.mark.parametrize("request_", [
-    post("/oauth/token"), post("/oauth/introspect"), get("/health"), get("/health", "HEAD"),
+    post("/oauth/token"), post("/oauth/introspect"), post("/oauth/device/code"),
+    get("/health"), get("/health", "HEAD"),
     *(get(path) for path in PUBLISHED),
 ])
 def test_the_api_lanes_requests_are_taken(request_):
@@ -45,7 +46,7 @@ def test_the_api_lanes_requests_are_taken(request_):
 
 
 @pytest.mark.parametrize("request_", [
-    post("/oauth/device/code"), post("/login"), get("/login"), get("/oauth/token"),
+    post("/login"), get("/login"), get("/oauth/token"),
     post("/health"), get("/oauth/token/"), get("/admin"), get("/health?x=1", "PUT"),
     parsed(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n"),
 ])
@@ -118,8 +119,8 @@ def test_the_published_documents_are_among_the_paths():
 
 
 def test_on_a_networked_database_authenticated_posts_go_to_the_workers():
-    dispatcher = InlineDispatcher(
-        authenticated_to_workers=authenticated_to_workers("postgresql", "HS256"))
+    post_paths, to_workers = policy("postgresql", "HS256")
+    dispatcher = InlineDispatcher(post_paths, authenticated_to_workers=to_workers)
     on_io_thread()
     try:
         basic = parsed(b"POST /oauth/introspect HTTP/1.1\r\nHost: x\r\nAuthorization: Basic "
@@ -134,9 +135,10 @@ def test_on_a_networked_database_authenticated_posts_go_to_the_workers():
         on_io_thread(False)
 
 
-def test_which_authenticated_posts_go_to_the_workers():
-    assert authenticated_to_workers("sqlite", "HS256") == frozenset()
-    assert authenticated_to_workers("sqlite", "ES256") == frozenset()
-    assert authenticated_to_workers("sqlite", "RS256") == {"/oauth/token"}
-    assert authenticated_to_workers("postgresql", "ES256") == {"/oauth/token",
-                                                               "/oauth/introspect"}
+def test_which_requests_go_to_the_workers():
+    everything = {"/oauth/token", "/oauth/introspect", "/oauth/device/code"}
+    assert policy("sqlite", "HS256") == (everything, frozenset())
+    assert policy("sqlite", "ES256") == (everything, frozenset())
+    assert policy("sqlite", "RS256") == (everything, {"/oauth/token"})
+    assert policy("postgresql", "ES256") == ({"/oauth/token", "/oauth/introspect"},
+                                             {"/oauth/token", "/oauth/introspect"})
