@@ -9,7 +9,7 @@ import time
 from urllib.parse import quote
 
 from sqlalchemy import create_engine, event, exc
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 
 from authgate import hookimpl
 from authgate.components import BuildContext, ComponentSpec
@@ -78,11 +78,22 @@ class PostgresStore:
 
     # A connection back in the pool for less than this is not pinged again.
     ping_after_idle = 1.0  # seconds
+    # libpq waits as long as the kernel does (minutes) for an unreachable host, and
+    # `authgate server` answers device polls on its I/O thread (inline_serving): a
+    # new connection to a host that dropped off the network would hold up every
+    # request.  A DSN's own connect_timeout wins.
+    connect_timeout = 10  # seconds
+
+    def engine_url(self) -> URL:
+        url = make_url(self.url)
+        if "connect_timeout" not in url.query:
+            url = url.update_query_dict({"connect_timeout": str(self.connect_timeout)})
+        return url
 
     def create_engine(self) -> Engine:
         pool_size = max(1, min(self.max_idle, self.max_open))
         engine = create_engine(
-            self.url,
+            self.engine_url(),
             pool_size=pool_size,
             max_overflow=max(0, self.max_open - pool_size),
             pool_recycle=int(self.max_lifetime.total_seconds()) or -1,
