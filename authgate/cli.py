@@ -455,13 +455,13 @@ def cmd_server(args: argparse.Namespace) -> int:
 
         try:
             if settings.server_inline_api:
-                from authgate.inline_serving import create_server as create_inline_server
-                from authgate.inline_serving import policy
+                from authgate import inline_serving
 
-                post_paths, to_workers = policy(runtime.engine.dialect.name,
-                                                runtime.signer.alg)
-                server = create_inline_server(app, post_paths=post_paths,
-                                              authenticated_to_workers=to_workers, **options)
+                post_paths, to_workers = inline_serving.policy(runtime.engine.dialect.name,
+                                                               runtime.signer.alg)
+                server = inline_serving.create_server(
+                    app, post_paths=post_paths, authenticated_to_workers=to_workers,
+                    **options)
             else:
                 server = create_server(app, **options)
         except OSError as exc:

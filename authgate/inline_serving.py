@@ -62,7 +62,7 @@ def answered_inline(request: Any, post_paths: frozenset[str] = API_POST_PATHS,
                     authenticated_to_workers: frozenset[str] = frozenset()) -> bool:
     """Whether a request waitress parsed is one of the API lane's (or a published
     document), by method and path; not a POST to one of ``authenticated_to_workers``
-    that carries an ``Authorization`` header (see :func:`authenticated_to_workers`)."""
+    that carries an ``Authorization`` header (see :func:`policy`)."""
     if request.error is not None:
         return False
     if request.command == "POST":
@@ -133,24 +133,20 @@ class InlineChannel(HTTPChannel):
     inline_due = False
 
     def handle_read(self) -> None:
+        dispatcher = self.server.task_dispatcher
         _reading.active = True
         try:
             super().handle_read()  # parses; add_task marks a request it takes
+            while self.inline_due:
+                self.inline_due = False
+                path = self.requests[0].path if self.requests else ""
+                started = time.perf_counter()
+                # Services one request; marks the next pipelined one due (or queues
+                # it for a worker) through add_task, as after a worker's request.
+                self.service()
+                dispatcher.took(time.perf_counter() - started, path)
         finally:
             _reading.active = False
-        dispatcher = self.server.task_dispatcher
-        while self.inline_due:
-            self.inline_due = False
-            path = self.requests[0].path if self.requests else ""
-            started = time.perf_counter()
-            # Services one request; marks the next pipelined one due (or queues it
-            # for a worker) through add_task, as after a worker's request.
-            _reading.active = True
-            try:
-                self.service()
-            finally:
-                _reading.active = False
-            dispatcher.took(time.perf_counter() - started, path)
         if self.connected and self.total_outbufs_len and not self.requests:
             self.handle_write()  # send now, not on the loop's next turn
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyramid.csrf import get_csrf_token, new_csrf_token
 from pyramid.interfaces import IRoutesMapper
@@ -48,6 +48,20 @@ def log_access(ip: str, method: str, path: str, status: int, started: float,
     and tokens."""
     access_log.info('%s "%s %s" %s %.1fms "%s"', ip, method, path, status,
                     (time.perf_counter() - started) * 1000, user_agent)
+
+
+def account_before_router(environ: dict, metrics: Any, trusted: tuple[str, ...], status: int,
+                          started: float) -> None:
+    """What the tweens record of a request (the request metrics and the access line),
+    for an answer given in front of the router from the WSGI environ alone (the
+    published documents, ``/health`` on the API lane)."""
+    method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
+    if metrics is not None:
+        metrics.observe_request(method, path, status, time.perf_counter() - started)
+    if access_log.isEnabledFor(logging.INFO):
+        ip = client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
+                       trusted)
+        log_access(ip, method, path, status, started, environ.get("HTTP_USER_AGENT", ""))
 
 
 def _client_ip(request: Request) -> str:

@@ -48,6 +48,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -61,7 +62,13 @@ from authgate.db import CLIENT_CACHE_KEY
 from authgate.metrics import get_metrics
 from authgate.net import client_ip
 from authgate.rawsql import NeedsSession, RawUnit
-from authgate.security import MAX_BODY_BYTES, access_log, log_access, security_headers
+from authgate.security import (
+    MAX_BODY_BYTES,
+    access_log,
+    account_before_router,
+    log_access,
+    security_headers,
+)
 from authgate.services import clientcreds, devices
 from authgate.views import health
 from authgate.views._common import oauth_json
@@ -269,22 +276,13 @@ class ApiLane:
         security tween's headers, the metrics and the access line: load balancers
         ask it every few seconds, and it needs nothing of the full stack."""
         started = time.perf_counter()
-        method = environ["REQUEST_METHOD"]
         status, document = health.check(self._runtime.engine)
         body = json.dumps(document).encode()  # the renderer's json.dumps, its separators
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                    *self._security]
-        start_response(f"{status} {'OK' if status == 200 else 'Service Unavailable'}",
-                       headers)
-        if self._metrics is not None:
-            self._metrics.observe_request(method, "/health", status,
-                                          time.perf_counter() - started)
-        if access_log.isEnabledFor(logging.INFO):
-            ip = client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
-                           self._trusted)
-            log_access(ip, method, "/health", status, started,
-                       environ.get("HTTP_USER_AGENT", ""))
-        return [body] if method == "GET" else []
+        start_response(f"{status} {HTTPStatus(status).phrase}", headers)
+        account_before_router(environ, self._metrics, self._trusted, status, started)
+        return [body] if environ["REQUEST_METHOD"] == "GET" else []
 
     def _rate_limit(self, request: LaneRequest):
         """The limiter's decision (None when rate limiting is off); a refused

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -10,8 +9,7 @@ from pyramid.interfaces import IRoutesMapper
 from pyramid.registry import Registry
 from pyramid.view import view_config
 
-from authgate.net import client_ip
-from authgate.security import access_log, log_access
+from authgate.security import account_before_router
 from authgate.services import oidc
 from authgate.views.oauth import GRANTS
 
@@ -119,10 +117,5 @@ class PublishedDocuments:
         started = time.perf_counter()
         body, headers = self._answer(path)
         start_response("200 OK", list(headers))
-        if self._metrics is not None:
-            self._metrics.observe_request(method, path, 200, time.perf_counter() - started)
-        if access_log.isEnabledFor(logging.INFO):
-            ip = client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"),
-                           self._trusted)
-            log_access(ip, method, path, 200, started, environ.get("HTTP_USER_AGENT", ""))
+        account_before_router(environ, self._metrics, self._trusted, 200, started)
         return [body] if method == "GET" else []
