@@ -298,11 +298,12 @@ class RawUnit:
     per-request memos there (the client lookups).
     """
 
-    __slots__ = ("engine", "dialect", "info", "wrote", "group_inserts", "sticky", "_deferred",
-                 "_fairy", "_dbapi", "_began", "_autocommit", "_hooks")
+    __slots__ = ("engine", "dialect", "info", "wrote", "group_inserts", "sticky", "turn",
+                 "pending", "_deferred", "_fairy", "_dbapi", "_began", "_autocommit", "_hooks")
 
     def __init__(self, engine: Engine, info: dict[str, Any] | None = None, *,
-                 group_inserts: bool = False, sticky: bool = False) -> None:
+                 group_inserts: bool = False, sticky: bool = False,
+                 turn: CommitTurn | None = None) -> None:
         self.engine = engine
         self.dialect = engine.dialect
         self.info: dict[str, Any] = info if info is not None else {}
@@ -316,6 +317,11 @@ class RawUnit:
         # is busy (see _Held): a busy server's worker does not go through the pool's
         # lock twice a request.
         self.sticky = sticky
+        # With a turn (and group_inserts), a unit that wrote nothing but rows is not
+        # committed by commit(): its rows join the turn, committed at the end of the
+        # event loop's turn, and ``pending`` is the caller's handle on that outcome.
+        self.turn = turn
+        self.pending: PendingCommit | None = None
         self._deferred: list[Rows] = []
         self._fairy: PoolProxiedConnection | None = None
         self._dbapi: Any = None
@@ -439,7 +445,10 @@ class RawUnit:
         if self._deferred:
             if not self.wrote:
                 deferred, self._deferred = self._deferred, []
-                group_writer(self.engine).write(deferred)
+                if self.turn is not None:
+                    self.pending = self.turn.add(group_writer(self.engine), deferred)
+                else:
+                    group_writer(self.engine).write(deferred)
             else:
                 self._run_deferred()
         if self._dbapi is None:
@@ -496,17 +505,87 @@ class RawUnit:
 class _Entry:
     """One ``GroupWriter.write`` call waiting for its rows to be committed."""
 
-    __slots__ = ("inserts", "done", "error", "wake")
+    __slots__ = ("inserts", "done", "done_storing", "error", "wake")
 
-    def __init__(self, inserts: list[Rows]) -> None:
+    def __init__(self, inserts: list[Rows], *, waits: bool = True) -> None:
         self.inserts = inserts
         self.done = False
+        self.done_storing = False  # _store finished with this entry (error or not)
         self.error: BaseException | None = None
         # Released once, when the rows are committed (done) or this call is handed the
         # writing of the next batch: a lock as a one-shot semaphore, so each waiting
         # thread is woken exactly once and only when it has something to do.
         self.wake = threading.Lock()
-        self.wake.acquire()
+        if waits:
+            self.wake.acquire()
+
+
+class PendingCommit:
+    """Rows handed to a :class:`CommitTurn`: what to do once they are committed
+    (``on_commit``) or could not be (``on_failure``, with the database's error)."""
+
+    __slots__ = ("entry", "on_commit", "on_failure")
+
+    def __init__(self, entry: _Entry) -> None:
+        self.entry = entry
+        self.on_commit: Callable[[], None] | None = None
+        self.on_failure: Callable[[BaseException], None] | None = None
+
+
+class CommitTurn:
+    """The rows of every request answered in one turn of the I/O thread's event
+    loop, committed together when the turn ends (authgate.inline_serving).
+
+    On the I/O thread requests are served one at a time, so the
+    :class:`GroupWriter` never finds two to commit together: each token or
+    introspection paid a transaction of its own, and on SQLite a commit writes every
+    B-tree page its rows touched (a token and its audit row: 18) to the WAL.  Here
+    the requests read in one turn (with 16 busy connections, about as many) share
+    one multi-row INSERT per table and one COMMIT; their answers are held until it
+    is done.  A batch that fails is retried request by request, as the group writer
+    does, so a bad row fails only its own request.  Not thread-safe: one per loop.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[GroupWriter, PendingCommit]] = []
+
+    def add(self, writer: GroupWriter, inserts: list[Rows]) -> PendingCommit:
+        pending = PendingCommit(_Entry(inserts, waits=False))
+        self._pending.append((writer, pending))
+        return pending
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def commit(self) -> int:
+        """Commit what the turn collected and run each request's outcome; returns
+        how many requests' rows there were."""
+        taken, self._pending = self._pending, []
+        if not taken:
+            return 0
+        writers: dict[int, tuple[GroupWriter, list[_Entry]]] = {}
+        for writer, pending in taken:
+            writers.setdefault(id(writer), (writer, []))[1].append(pending.entry)
+        try:
+            for writer, entries in writers.values():
+                writer._store(entries)
+        finally:
+            for _, pending in taken:
+                error = pending.entry.error
+                if error is None and not pending.entry.done_storing:
+                    error = RuntimeError("the turn's commit was interrupted")
+                callback = pending.on_commit if error is None else pending.on_failure
+                # The callbacks refer to what refers to the pending commit (the
+                # request's environ): no reference cycle is left for the collector.
+                pending.on_commit = pending.on_failure = None
+                if callback is None:
+                    continue
+                try:
+                    callback() if error is None else callback(error)  # type: ignore[call-arg]
+                except Exception:
+                    logging.getLogger(__name__).exception(
+                        "the outcome of a request's commit could not be handled")
+        return len(taken)
 
 
 class GroupWriter:
@@ -575,6 +654,7 @@ class GroupWriter:
             if len(batch) == 1 or not isinstance(exc, Exception):
                 for queued in batch:
                     queued.error = exc
+                    queued.done_storing = True
                 if not isinstance(exc, Exception):
                     raise
                 return
@@ -583,6 +663,10 @@ class GroupWriter:
                     self._run([queued])
                 except Exception as single:
                     queued.error = single
+                queued.done_storing = True
+            return
+        for queued in batch:
+            queued.done_storing = True
 
     def _run(self, batch: list[_Entry]) -> None:
         # One executemany per statement, in the order the statements first appear.

@@ -298,9 +298,11 @@ CORE_SETTINGS: list[Setting] = [
                  "requests and polls, token issuance and refresh, introspection, /health, "
                  "JWKS, discovery) on waitress's I/O thread instead of handing each to a "
                  "worker thread: fewer thread hand-offs, more requests per second per "
-                 "process (on PostgreSQL, and with RS256 keys, the requests that wait on "
-                 "round trips or signatures still go to the workers: docs/deployment.md). "
-                 "A request that takes longer than 50 ms there sends every request to the "
+                 "process. The rows they write are committed together once per turn of "
+                 "the event loop, before their answers are sent (on PostgreSQL, "
+                 "device-code requests still go to the workers: docs/deployment.md). "
+                 "A request or commit that takes longer than 250 ms there, or two that "
+                 "take longer than 50 ms within a second, send every request to the "
                  "worker threads for 5 s."),
     # -- Database -----------------------------------------------------------------
     Setting("database_dsn", "DATABASE_DSN", "str", "", section="Database",

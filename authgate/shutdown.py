@@ -103,8 +103,10 @@ class GracefulServer:
     def _poll(self, timeout: float) -> None:
         from waitress import wasyncore
 
-        wasyncore.loop(timeout=timeout, map=self.map, use_poll=self.adj.asyncore_use_poll,
-                       count=1)
+        # The server's own loop module (authgate.inline_serving.TurnLoop commits
+        # each turn's rows); waitress's wasyncore otherwise.
+        loop = getattr(self.server, "asyncore", wasyncore)
+        loop.loop(timeout=timeout, map=self.map, use_poll=self.adj.asyncore_use_poll, count=1)
 
     def serve(self) -> None:
         """Serve until :meth:`request_stop`, then drain and stop the workers."""

@@ -59,6 +59,7 @@ from webob.multidict import MultiDict
 
 from authgate import ratelimit
 from authgate.db import CLIENT_CACHE_KEY
+from authgate.inline_serving import HELD_KEY, TURN_KEY
 from authgate.metrics import get_metrics
 from authgate.net import client_ip
 from authgate.rawsql import NeedsSession, RawUnit
@@ -79,6 +80,8 @@ FORM = "application/x-www-form-urlencoded"
 # Grants answered on the lane; the others are left to the full stack.
 LANE_GRANTS = frozenset({devices.DEVICE_GRANT, clientcreds.GRANT_TYPE})
 PENDING_AUDIT = "authgate.audit_pending"  # authgate.audit keeps a request's events here
+# Set on a request whose rows could not be committed: answered again by the full stack.
+REPLAYED = "authgate.lane.replayed"
 
 
 class HandOver(Exception):
@@ -209,6 +212,7 @@ class ApiLane:
         route = self._views.get(environ.get("PATH_INFO", ""))
         if (route is None or environ.get("REQUEST_METHOD") != "POST"
                 or environ.get("SCRIPT_NAME") or "app.dbsession" in environ
+                or REPLAYED in environ
                 or (self._cors and "HTTP_ORIGIN" in environ)):
             return self.app(environ, start_response)
         length = _form_length(environ)
@@ -241,7 +245,7 @@ class ApiLane:
         # committed with other requests' rows (authgate.rawsql.GroupWriter).
         unit = RawUnit(self._runtime.engine, {CLIENT_CACHE_KEY: self._client_cache}
                        if self._client_cache is not None else {}, group_inserts=True,
-                       sticky=True)
+                       sticky=True, turn=environ.get(TURN_KEY))
         transaction = LaneTransaction()
         request = LaneRequest(environ, self.registry, MultiDict(pairs), unit, transaction, ip)
         metrics = self._metrics
@@ -250,7 +254,7 @@ class ApiLane:
         status = 500
         try:
             decision = self._rate_limit(request)
-            response = self._run(request, view, unit, transaction)
+            response, events = self._run(request, view, unit, transaction)
             status = response.status_code
             if decision is not None:
                 self._limiter.charge_device_failure(request, decision, response)
@@ -259,16 +263,44 @@ class ApiLane:
         finally:
             if metrics is not None:
                 metrics.http_in_flight.dec()
-        if metrics is not None:
-            path = request.path_info
-            metrics.observe_request("POST", path, status, time.perf_counter() - started)
-            try:
-                metrics.observe_response(request, name, status, lambda: response.body)
-            except Exception:
-                log.exception("counting a response failed")
-        if access_log.isEnabledFor(logging.INFO):
-            log_access(ip, "POST", request.path, status, started,
-                       environ.get("HTTP_USER_AGENT", ""))
+
+        def account() -> None:
+            if metrics is not None:
+                metrics.observe_request("POST", request.path_info, status,
+                                        time.perf_counter() - started)
+                try:
+                    metrics.observe_response(request, name, status, lambda: response.body)
+                except Exception:
+                    log.exception("counting a response failed")
+            if access_log.isEnabledFor(logging.INFO):
+                log_access(ip, "POST", request.path, status, started,
+                           environ.get("HTTP_USER_AGENT", ""))
+
+        pending = unit.pending
+        if pending is None:
+            account()
+            return response
+
+        # The rows are committed at the end of the event loop's turn
+        # (authgate.inline_serving): until then the answer is held, and what follows a
+        # commit (the audit events' other sinks, the metrics, the access line) waits.
+        def committed() -> None:
+            transaction.finish(True)
+            request.finish()
+            account()
+
+        def failed(error: BaseException) -> None:
+            request.authgate.audit.forget(events)
+            log.warning("Storing the rows of %s %s failed (%s): the request is answered "
+                        "again by the full stack", request.method, request.path,
+                        error.__class__.__name__)
+            environ.pop(PENDING_AUDIT, None)
+            environ.pop(HELD_KEY, None)
+            environ[REPLAYED] = True
+            environ["wsgi.input"].seek(0)
+
+        pending.on_commit, pending.on_failure = committed, failed
+        environ[HELD_KEY] = pending
         return response
 
     def _health(self, environ, start_response):
@@ -302,9 +334,11 @@ class ApiLane:
         return decision
 
     def _run(self, request: LaneRequest, view: Callable[[Any], Response], unit: RawUnit,
-             transaction: LaneTransaction) -> Response:
+             transaction: LaneTransaction) -> tuple[Response, list]:
         """The view in one unit of work: committed when it returns, then the audit
-        events delivered (pyramid_tm's order); rolled back on an exception."""
+        events delivered (pyramid_tm's order); rolled back on an exception.  A unit
+        whose rows wait for the loop's turn (``unit.pending``) is committed later:
+        the caller then delivers the events.  Returns the answer and the events."""
         audit = request.authgate.audit
         events: list = []
         try:
@@ -331,10 +365,11 @@ class ApiLane:
             request.finish()
             log.exception("unhandled error on %s %s", request.method, request.path)
             return oauth_json({"error": "server_error",
-                               "error_description": "An internal error occurred"}, 500)
-        transaction.finish(True)
-        request.finish()
-        return response
+                               "error_description": "An internal error occurred"}, 500), []
+        if unit.pending is None:
+            transaction.finish(True)
+            request.finish()
+        return response, events
 
     def _decorate(self, response: Response) -> None:
         """The security tween's headers: each one unless the view set it."""

@@ -4,8 +4,12 @@ thread: ``[MainThread]`` is the I/O thread, ``[waitress-N]`` a worker)."""
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -89,18 +93,9 @@ def test_api_requests_are_answered_on_the_io_thread_and_pages_by_workers(
     assert login.status_code == 200 and 'name="csrf_token"' in login.text
 
     assert set(access_threads(server, "GET", "/.well-known/jwks.json")) == {"MainThread"}
-    # On PostgreSQL a POST with client authentication (it writes) goes to a worker,
-    # where its round trips overlap with other requests' (inline_serving).
-    authenticated = "worker" if server.env.get("DATABASE_DRIVER") == "postgres" \
-        else "MainThread"
-
-    def kind(name: str) -> str:
-        return "worker" if name.startswith("waitress-") else name
-
-    assert [kind(name) for name in access_threads(server, "POST", "/oauth/token")] == [
-        authenticated, "MainThread"]  # client credentials (Basic), then the device poll
-    assert [kind(name) for name in access_threads(server, "POST", "/oauth/introspect")] \
-        == [authenticated]
+    # Client credentials (Basic), then the device poll; on either store.
+    assert access_threads(server, "POST", "/oauth/token") == ["MainThread", "MainThread"]
+    assert access_threads(server, "POST", "/oauth/introspect") == ["MainThread"]
     # start_server's health checks and the one above
     assert set(access_threads(server, "GET", "/health")) == {"MainThread"}
     pages = access_threads(server, "GET", "/login")
@@ -193,3 +188,139 @@ def test_a_request_held_up_by_the_database_sends_requests_to_the_workers(
     time.sleep(5.2)
     assert requests.get(server.url + "/health", timeout=10).status_code == 200
     assert access_threads(server, "GET", "/health")[-1] == "MainThread"
+
+
+def stored_tokens(server: LiveServer) -> int:
+    """Rows in the tokens table, read by another connection than the server's."""
+    if server.env.get("DATABASE_DRIVER") == "postgres":
+        import psycopg
+
+        with psycopg.connect(server.env["DATABASE_DSN"]) as conn:
+            return conn.execute("SELECT count(*) FROM tokens").fetchone()[0]
+    conn = sqlite3.connect(server.cwd / "oauth.db")
+    try:
+        return conn.execute("SELECT count(*) FROM tokens").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def client_credentials_request(client: tuple[str, str]) -> bytes:
+    body = b"grant_type=client_credentials"
+    basic = base64.b64encode(f"{client[0]}:{client[1]}".encode()).decode()
+    return (f"POST /oauth/token HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {basic}\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict]:
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(body)
+
+
+def test_requests_read_in_one_turn_share_a_commit_and_are_answered_after_it(
+        production_server):
+    """Three token requests read in one turn of the event loop: their rows are
+    written by one INSERT per table and one COMMIT, and no answer leaves before it."""
+    server = production_server(DB_LOG_LEVEL="info")
+    client = create_client(server)
+    for _ in range(2):  # the first request of a client caches it (the full stack)
+        warm = requests.post(server.url + "/oauth/token", auth=client, timeout=10,
+                             data={"grant_type": "client_credentials"})
+        assert warm.status_code == 200, warm.text
+    before = stored_tokens(server)
+    time.sleep(0.2)
+    log_before = len(server.log())
+    port = int(server.url.rsplit(":", 1)[1])
+    sockets = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(3)]
+    try:
+        # Stopped, the server reads nothing: when it goes on, one turn of its loop
+        # finds all three requests waiting.
+        time.sleep(0.2)  # the connections accepted
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            for sock in sockets:
+                sock.sendall(client_credentials_request(client))
+            time.sleep(0.2)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        first = read_answer(sockets[0])
+        # By the time the first answer arrived, all three rows were stored.
+        assert stored_tokens(server) == before + 3
+        answers = [first, *(read_answer(sock) for sock in sockets[1:])]
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert [status for status, _ in answers] == [200, 200, 200], answers
+    assert len({body["access_token"] for _, body in answers}) == 3
+    time.sleep(0.2)
+    statements = server.log()[log_before:]
+    # One statement per table for the three requests' rows (the tokens, their
+    # audit events), not one per request.
+    assert len(re.findall(r"INSERT INTO tokens\b", statements)) == 1, statements[-4000:]
+    assert len(re.findall(r"INSERT INTO audit_logs\b", statements)) == 1, statements[-4000:]
+    assert access_threads(server, "POST", "/oauth/token")[-3:] == ["MainThread"] * 3
+
+
+def test_a_turn_whose_rows_cannot_be_stored_issues_nothing(production_server, store_environ):
+    """The database refuses the turn's commit (another process holds its lock past
+    the timeout): the held answer is dropped, the full stack answers the request
+    again on a worker thread (503 while the lock is held), and no token exists
+    whose row was not stored."""
+    environ = store_environ()
+    if environ.get("DATABASE_DRIVER") == "postgres":
+        server = production_server(
+            DATABASE_DSN=environ["DATABASE_DSN"] + " options='-c statement_timeout=200'")
+    else:
+        server = production_server(SQLITE_BUSY_TIMEOUT="200ms")
+    client = create_client(server)
+    for _ in range(2):  # the first request of a client caches it (the full stack)
+        warm = requests.post(server.url + "/oauth/token", auth=client, timeout=10,
+                             data={"grant_type": "client_credentials"})
+        assert warm.status_code == 200, warm.text
+    before = stored_tokens(server)
+    holder = hold_write_lock(server, 2.0)
+    try:
+        refused = requests.post(server.url + "/oauth/token", auth=client, timeout=30,
+                                data={"grant_type": "client_credentials"})
+    finally:
+        holder.join()
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"] == "temporarily_unavailable"
+    assert "access_token" not in refused.text
+    assert stored_tokens(server) == before
+    assert re.search(r"Storing the rows of POST /oauth/token failed \(\w+\): the request is "
+                     r"answered again by the full stack", server.log()), server.log()[-3000:]
+    assert access_threads(server, "POST", "/oauth/token")[-1].startswith("waitress-")
+    # The lock gone, tokens are issued again.
+    again = requests.post(server.url + "/oauth/token", auth=client, timeout=10,
+                          data={"grant_type": "client_credentials"})
+    assert again.status_code == 200, again.text
+    assert stored_tokens(server) == before + 1
+
+
+def test_pipelined_requests_behind_a_held_answer_wait_for_it(production_server):
+    """A token request (its answer held until the turn's commit) and two more in the
+    same packet: the answers come back in the order asked."""
+    server = production_server()
+    client = create_client(server)
+    for _ in range(2):  # the first request of a client caches it (the full stack)
+        warm = requests.post(server.url + "/oauth/token", auth=client, timeout=10,
+                             data={"grant_type": "client_credentials"})
+        assert warm.status_code == 200, warm.text
+    port = int(server.url.rsplit(":", 1)[1])
+    token_request = client_credentials_request(client).replace(b"Connection: close\r\n", b"")
+    packet = (token_request + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+              + b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(packet)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    assert re.findall(rb"HTTP/1\.1 (\d{3}) ", received) == [b"200", b"200", b"200"], received
+    parts = received.split(b"HTTP/1.1 ")[1:]
+    assert b'"access_token"' in parts[0]
+    assert b'"status": "healthy"' in parts[1]
+    assert b'"keys"' in parts[2]

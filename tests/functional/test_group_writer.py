@@ -109,3 +109,52 @@ def test_a_unit_reads_its_own_deferred_inserts_in_its_own_transaction(app):
     unit.commit()  # nothing else written: through the engine's GroupWriter
     unit.close()
     assert stored(app, "own-") == 1
+
+
+def test_a_turns_units_are_committed_together_when_it_ends(app):
+    """Units that wrote only rows join the loop's CommitTurn: nothing is stored
+    until it commits, then all in one transaction, and each unit hears of it."""
+    from authgate.rawsql import CommitTurn
+
+    engine = app.runtime.engine
+    turn = CommitTurn()
+    heard: list[str] = []
+    statements: list[str] = []
+    remove = rawsql.on_statement(engine, statements.append)
+    try:
+        for n in range(3):
+            unit = RawUnit(engine, group_inserts=True, turn=turn)
+            unit.execute(INSERT, [row(f"turn-{n}")])
+            unit.commit()
+            unit.close()
+            unit.pending.on_commit = lambda n=n: heard.append(f"stored {n}")
+            unit.pending.on_failure = lambda error, n=n: heard.append(f"failed {n}")
+        assert len(turn) == 3 and stored(app, "turn-") == 0 and statements == []
+        assert turn.commit() == 3
+    finally:
+        remove()
+    assert stored(app, "turn-") == 3
+    assert heard == ["stored 0", "stored 1", "stored 2"]
+    assert len([sql for sql in statements if sql.startswith("INSERT")]) == 1
+    assert turn.commit() == 0  # nothing left over
+
+
+def test_a_bad_row_in_a_turn_fails_only_its_own_unit(app):
+    from authgate.rawsql import CommitTurn
+
+    engine = app.runtime.engine
+    with RawUnit(engine) as unit:
+        unit.execute(INSERT, [row("turn-dup")])
+    turn = CommitTurn()
+    outcome: dict[str, object] = {}
+    for name, event_id in (("good-1", "turn-g1"), ("bad", "turn-dup"), ("good-2", "turn-g2")):
+        unit = RawUnit(engine, group_inserts=True, turn=turn)
+        unit.execute(INSERT, [row(event_id)])
+        unit.commit()
+        unit.close()
+        unit.pending.on_commit = lambda name=name: outcome.setdefault(name, "stored")
+        unit.pending.on_failure = lambda error, name=name: outcome.setdefault(name, error)
+    turn.commit()
+    assert outcome["good-1"] == "stored" and outcome["good-2"] == "stored"
+    assert isinstance(outcome["bad"], Exception)
+    assert stored(app, "turn-g") == 2
