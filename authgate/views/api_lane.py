@@ -14,7 +14,11 @@ few seconds, through ``views.health.check``) with
   built straight from the WSGI environ;
 * a :class:`~authgate.rawsql.RawUnit` as ``request.dbsession``: one pooled
   DB-API connection running the services' prebuilt statements, committed when
-  the view returns, rolled back on an exception;
+  the view returns, rolled back on an exception -- or, on waitress's I/O thread,
+  a unit that wrote only rows (a token, an audit event) committed with the other
+  requests' of the event loop's turn, its answer held until then
+  (authgate.inline_serving; if that commit fails the request is answered again
+  by the full stack);
 * what the tweens add to every response: rate limiting (the same limiter and
   decision), the security headers, the HTTP metrics, the access-log line; and
   the audit events delivered after the commit, as pyramid_tm's hook does.
