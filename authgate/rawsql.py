@@ -510,7 +510,7 @@ class _Entry:
     def __init__(self, inserts: list[Rows], *, waits: bool = True) -> None:
         self.inserts = inserts
         self.done = False
-        self.done_storing = False  # _store finished with this entry (error or not)
+        self.done_storing = False  # store() finished with this entry (error or not)
         self.error: BaseException | None = None
         # Released once, when the rows are committed (done) or this call is handed the
         # writing of the next batch: a lock as a one-shot semaphore, so each waiting
@@ -568,7 +568,7 @@ class CommitTurn:
             writers.setdefault(id(writer), (writer, []))[1].append(pending.entry)
         try:
             for writer, entries in writers.values():
-                writer._store(entries)
+                writer.store(entries)
         finally:
             for _, pending in taken:
                 error = pending.entry.error
@@ -634,7 +634,7 @@ class GroupWriter:
             batch = [entry, *self._queue[: self.max_batch - 1]]
             del self._queue[: self.max_batch - 1]
         try:
-            self._store(batch)
+            self.store(batch)
         finally:
             with self._lock:
                 for queued in batch:
@@ -647,7 +647,9 @@ class GroupWriter:
             if successor is not None:
                 successor.wake.release()
 
-    def _store(self, batch: list[_Entry]) -> None:
+    def store(self, batch: list[_Entry]) -> None:
+        """Commit ``batch`` in one transaction; if that fails, entry by entry, so that
+        a bad row fails (``entry.error``) only its own entry."""
         try:
             self._run(batch)
         except BaseException as exc:

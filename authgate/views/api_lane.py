@@ -299,7 +299,6 @@ class ApiLane:
                         "again by the full stack", request.method, request.path,
                         error.__class__.__name__)
             environ.pop(PENDING_AUDIT, None)
-            environ.pop(HELD_KEY, None)
             environ[REPLAYED] = True
             environ["wsgi.input"].seek(0)
 

@@ -212,6 +212,17 @@ def client_credentials_request(client: tuple[str, str]) -> bytes:
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
 
+def cached_client(server: LiveServer) -> tuple[str, str]:
+    """A confidential client already in the server's client cache: its first request
+    went through the full stack, its next ones through the API lane."""
+    client = create_client(server)
+    for _ in range(2):
+        warm = requests.post(server.url + "/oauth/token", auth=client, timeout=10,
+                             data={"grant_type": "client_credentials"})
+        assert warm.status_code == 200, warm.text
+    return client
+
+
 def read_answer(sock: socket.socket) -> tuple[int, dict]:
     received = b""
     while chunk := sock.recv(65536):
@@ -225,11 +236,7 @@ def test_requests_read_in_one_turn_share_a_commit_and_are_answered_after_it(
     """Three token requests read in one turn of the event loop: their rows are
     written by one INSERT per table and one COMMIT, and no answer leaves before it."""
     server = production_server(DB_LOG_LEVEL="info")
-    client = create_client(server)
-    for _ in range(2):  # the first request of a client caches it (the full stack)
-        warm = requests.post(server.url + "/oauth/token", auth=client, timeout=10,
-                             data={"grant_type": "client_credentials"})
-        assert warm.status_code == 200, warm.text
+    client = cached_client(server)
     before = stored_tokens(server)
     time.sleep(0.2)
     log_before = len(server.log())
@@ -275,11 +282,7 @@ def test_a_turn_whose_rows_cannot_be_stored_issues_nothing(production_server, st
             DATABASE_DSN=environ["DATABASE_DSN"] + " options='-c statement_timeout=200'")
     else:
         server = production_server(SQLITE_BUSY_TIMEOUT="200ms")
-    client = create_client(server)
-    for _ in range(2):  # the first request of a client caches it (the full stack)
-        warm = requests.post(server.url + "/oauth/token", auth=client, timeout=10,
-                             data={"grant_type": "client_credentials"})
-        assert warm.status_code == 200, warm.text
+    client = cached_client(server)
     before = stored_tokens(server)
     holder = hold_write_lock(server, 2.0)
     try:
@@ -305,11 +308,7 @@ def test_pipelined_requests_behind_a_held_answer_wait_for_it(production_server):
     """A token request (its answer held until the turn's commit) and two more in the
     same packet: the answers come back in the order asked."""
     server = production_server()
-    client = create_client(server)
-    for _ in range(2):  # the first request of a client caches it (the full stack)
-        warm = requests.post(server.url + "/oauth/token", auth=client, timeout=10,
-                             data={"grant_type": "client_credentials"})
-        assert warm.status_code == 200, warm.text
+    client = cached_client(server)
     port = int(server.url.rsplit(":", 1)[1])
     token_request = client_credentials_request(client).replace(b"Connection: close\r\n", b"")
     packet = (token_request + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
